@@ -1,0 +1,1 @@
+"""inference-stack: BentoML services for LLM serving, classic ML and cached embeddings."""

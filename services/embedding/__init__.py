@@ -1,0 +1,1 @@
+"""The embedding-cache service family: model loading, cached lookup, schemas, LangChain adapter."""

@@ -1,0 +1,32 @@
+"""Request and response shapes of the embedding-cache service.
+
+Limits come from settings, so a 4xx names both the field and the configured limit.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from services.settings import get_settings
+
+_LIMITS = get_settings().embedding
+
+Text = Annotated[str, Field(min_length=1, max_length=_LIMITS.max_text_chars)]
+Texts = Annotated[
+    list[Text],
+    Field(min_length=1, max_length=_LIMITS.max_texts,
+          description=f"1 to {_LIMITS.max_texts} non-empty texts of at most {_LIMITS.max_text_chars} chars"),
+]
+EncodingFormat = Literal["float", "base64"]
+
+
+class EmbedResponse(BaseModel):
+    """Vectors in request order. ``base64`` encodes each vector as little-endian float32 bytes,
+    as OpenAI's ``encoding_format="base64"`` does: ~5x smaller than JSON floats."""
+
+    model: str
+    dimension: int
+    embeddings: list[list[float]] | list[str]
+    cache_hits: int = Field(description="How many of the texts were answered from the cache.")

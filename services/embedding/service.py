@@ -1,0 +1,79 @@
+"""EmbeddingCache: sentence-transformers embeddings, computed once.
+
+``embed`` answers hits from the store without touching the model; misses go to ``encode`` through
+BentoML's adaptive batching (under ``bentoml serve`` ``self.to_async.encode`` passes the batching
+dispatcher), so misses of concurrent requests share model calls.
+"""
+
+from __future__ import annotations
+
+import time
+
+import bentoml
+import numpy as np
+
+from services import metrics
+from services.cache.keys import embedding_namespace
+from services.cache.store import open_store
+from services.embedding.lookup import CachedEmbedder, normalized, to_base64
+from services.embedding.model import load_sentence_model
+from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
+from services.settings import get_settings
+
+SETTINGS = get_settings()
+CONFIG = SETTINGS.embedding
+
+
+@bentoml.service(
+    name="embedding_cache",
+    workers=CONFIG.workers,
+    resources={"cpu": "2"},
+    traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+    # Callers reach this service through BentoML's service client; see docs/ARCHITECTURE.md.
+    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+)
+class EmbeddingCache:
+    """Embeddings for texts: cache first, adaptive batching for the misses."""
+
+    def __init__(self) -> None:
+        self.model_id = CONFIG.model_id
+        self.model = load_sentence_model(CONFIG.model_id, CONFIG.device)
+        self.dimension = int(self.model.get_embedding_dimension() or 0)
+        self.store = open_store(SETTINGS.cache, cache="embedding")
+        self.embedder = CachedEmbedder(
+            self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
+        )
+
+    @bentoml.api
+    async def embed(
+        self, texts: Texts, normalize: bool = False, encoding_format: EncodingFormat = "float"
+    ) -> EmbedResponse:
+        """Embed 1..max_texts texts; ``normalize`` scales each vector to unit length."""
+        vectors, hits = await self.embedder.embed(texts, self.to_async.encode)  # type: ignore[attr-defined]
+        if normalize:
+            vectors = normalized(vectors)
+        return EmbedResponse(
+            model=self.model_id,
+            dimension=self.dimension,
+            embeddings=to_base64(vectors) if encoding_format == "base64" else vectors.tolist(),
+            cache_hits=hits,
+        )
+
+    @bentoml.api
+    def info(self) -> dict[str, object]:
+        """Model, dimension, store backend and whether it answers: the readiness view."""
+        return {
+            "model": self.model_id,
+            "dimension": self.dimension,
+            "cache_backend": self.store.backend,
+            "cache_backend_up": self.store.ping(),
+        }
+
+    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """The batched model call, and nothing else."""
+        started = time.perf_counter()
+        vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+        metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
+        metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,41 @@
+"""Every Prometheus series the project adds, declared once, with units in the names.
+
+BentoML serves these on each service's ``/metrics`` (it collects prometheus_client's registry,
+in multiprocess mode across workers). docs/METRICS.md lists the same names, and an integration
+test scrapes a served Bento for each of them.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
+_MODEL_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+# --- cache layer (every cache: embeddings, LLM responses) -------------------------------------
+CACHE_LOOKUPS = Counter(
+    "infstack_cache_lookups_total", "Cache lookups by result (hit, miss, corrupt)", ["cache", "result"]
+)
+CACHE_LOOKUP_SECONDS = Histogram(
+    "infstack_cache_lookup_seconds", "Latency of one batch lookup in the store", ["cache"],
+    buckets=_FAST_BUCKETS,
+)
+CACHE_BACKEND_UP = Gauge(
+    "infstack_cache_backend_up", "1 while the cache backend answers, 0 while serving without it",
+    ["cache", "backend"], multiprocess_mode="mostrecent",
+)
+CACHE_BACKEND_ERRORS = Counter(
+    "infstack_cache_backend_errors_total", "Failed cache backend calls (served without the cache)",
+    ["cache", "backend", "op"],
+)
+
+# --- embedding service -------------------------------------------------------------------------
+EMBEDDING_BATCH_SIZE = Histogram(
+    "infstack_embedding_batch_size", "Texts per model call after adaptive batching",
+    buckets=_BATCH_BUCKETS,
+)
+EMBEDDING_MODEL_SECONDS = Histogram(
+    "infstack_embedding_model_seconds", "Latency of one batched model call", buckets=_MODEL_BUCKETS
+)
+EMBEDDING_TEXTS = Counter("infstack_embedding_texts_total", "Texts embedded, by source", ["source"])

@@ -1,0 +1,93 @@
+"""Shared fixtures: real redis-server and `bentoml serve` processes, started once where possible."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import BentoServer, RedisServer
+
+EMBEDDING_TARGET = "services.embedding.service:EmbeddingCache"
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("infstack")
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start redis-servers that the test owns (it may stop and restart them)."""
+    started: list[RedisServer] = []
+
+    def start(port: int | None = None, run: bool = True) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(started)}", port=port)
+        started.append(server)
+        return server.start() if run else server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_redis(session_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(session_dir / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bento_factory(session_dir: Path) -> Iterator[Callable[..., BentoServer]]:
+    """Start `bentoml serve` processes with given INFSTACK_ settings; all are stopped at the end."""
+    started: list[BentoServer] = []
+
+    def start(target: str, env: dict[str, str], name: str, run: bool = True) -> BentoServer:
+        server = BentoServer(target, env, session_dir / f"{name}.log")
+        started.append(server)
+        return server.start() if run else server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    """Settings for a test embedding server: small limits so bad-input tests are cheap."""
+    return {
+        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
+        "INFSTACK_EMBEDDING__MAX_TEXTS": "32",
+        "INFSTACK_EMBEDDING__MAX_TEXT_CHARS": "200",
+        "INFSTACK_CACHE__REDIS_RETRY_INTERVAL_S": "0.5",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def embedding_server(bento_factory: Callable[..., BentoServer], session_dir: Path) -> BentoServer:
+    """One disk-backed embedding service for the whole session."""
+    return bento_factory(EMBEDDING_TARGET, embedding_env(session_dir / "disk-cache"), "embedding")
+
+
+@pytest.fixture(scope="session")
+def reference_model():
+    """The same sentence-transformers model, loaded in the test process for expected vectors."""
+    from services.embedding.model import DEFAULT_MODEL_ID, load_sentence_model
+
+    return load_sentence_model(DEFAULT_MODEL_ID)
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(reference_model, session_dir: Path) -> Path:
+    """A second, different model (MiniLM plus a seeded 384->128 projection), saved locally."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Dense
+
+    torch.manual_seed(0)
+    modules = [*reference_model, Dense(384, 128)]
+    path = session_dir / "minilm-128"
+    SentenceTransformer(modules=modules).save(str(path))
+    return path

@@ -1,0 +1,150 @@
+"""Real processes for tests: redis-server and `bentoml serve`, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BENTOML = str(Path(sys.executable).with_name("bentoml"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError):
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not ready after {timeout_s} s")
+
+
+class RedisServer:
+    """A redis-server we can stop and start again on the same port (for outage tests)."""
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run `make redis`")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, 10, "redis-server", self.proc)
+        return self
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class BentoServer:
+    """`bentoml serve TARGET` in its own process group, with its own environment."""
+
+    def __init__(self, target: str, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.target = target
+        self.env = env
+        self.port = port or free_port()
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _home(self) -> Path:
+        """A BENTOML_HOME of its own: two servers on one host sharing one would share, and wipe at
+        start, BentoML's Prometheus multiprocess directory. The model store stays shared."""
+        home = self.log_path.with_suffix(".bentoml")
+        home.mkdir(exist_ok=True)
+        models = home / "models"
+        if not models.exists():
+            shared = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "models"
+            shared.mkdir(parents=True, exist_ok=True)
+            models.symlink_to(shared)
+        return home
+
+    def start(self, ready_timeout_s: float = 180) -> BentoServer:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "BENTOML_HOME": str(self._home()), **self.env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [BENTOML, "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_until(lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200,
+                       ready_timeout_s, f"bentoml serve {self.target}", self.proc)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.target} failed to start; log:\n{self.log_tail()}") from None
+        return self
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc = None
+
+
+def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text format (labels must match exactly those given)."""
+    for line in metrics_text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, label_text = head.partition("{")
+        if sample != name:
+            continue
+        found = dict(
+            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
+        )
+        found = {k: v.strip('"') for k, v in found.items()}
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(value)
+    return None

@@ -1,0 +1,37 @@
+"""Settings come from INFSTACK_ variables only, and bad values are reported by variable name."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.settings import SettingsError, load_settings
+
+
+def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.cache.backend == "disk"
+    assert settings.embedding.model_id == "all-MiniLM-L6-v2"
+
+
+def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFSTACK_CACHE__BACKEND", "redis")
+    monkeypatch.setenv("INFSTACK_EMBEDDING__MAX_BATCH_SIZE", "16")
+    settings = load_settings()
+    assert settings.cache.backend == "redis"
+    assert settings.embedding.max_batch_size == 16
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("INFSTACK_CACHE__BACKEND", "memcached", "INFSTACK_CACHE__BACKEND: Input should be 'disk' or 'redis'"),
+        ("INFSTACK_EMBEDDING__MAX_TEXTS", "0", "INFSTACK_EMBEDDING__MAX_TEXTS: Input should be greater"),
+        ("INFSTACK_CACHE__BAKEND", "redis", "INFSTACK_CACHE__BAKEND: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
