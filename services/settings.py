@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,58 @@ class EmbeddingSettings(_Section):
     timeout_s: int = Field(default=60, ge=1)
 
 
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
+
+
+class LLMSettings(_Section):
+    """The vLLM engine behind the LLM service. Every engine knob is here; none is implicit."""
+
+    model: str = Field(
+        default="tiny-llm",
+        description="A local model directory, a BentoML model-store tag, or a Hugging Face id. "
+        "The default is the tiny test model built by `python -m models.build_tiny_llm`.",
+    )
+    served_model_name: str | None = Field(default=None, description="Name in /v1/models; default: model.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = None
+    kv_cache_dtype: str = Field(default="auto", description=f"One of {', '.join(KV_CACHE_DTYPES)}.")
+    load_format: Literal["auto", "safetensors", "pt", "dummy"] = "auto"
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    max_num_seqs: int = Field(default=256, ge=1, description="Explicit: embedded vLLM can default lower.")
+    max_num_batched_tokens: int | None = Field(default=None, ge=1)
+    max_model_len: int | None = Field(default=None, ge=16)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    enforce_eager: bool = False
+    seed: int = 0
+    cpu_kvcache_space_gib: int = Field(default=2, ge=1, description="KV cache size on CPU builds of vLLM.")
+    engine_port: int = Field(default=8000, ge=1, le=65535, description="Loopback port of the vLLM process.")
+    engine_start_timeout_s: int = Field(default=900, ge=10)
+    extra_engine_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+    workers: int | None = Field(
+        default=None, ge=1, description="BentoML proxy workers; None: BentoML's default."
+    )
+    timeout_s: int = Field(default=600, ge=1)
+    max_concurrency: int = Field(default=2048, ge=1)
+    response_cache: bool = Field(
+        default=True, description="Cache deterministic (temperature 0 or seeded) answers."
+    )
+    max_generate_tokens: int = Field(default=4096, ge=1, description="Upper bound of the typed generate API.")
+
+    @field_validator("kv_cache_dtype")
+    @classmethod
+    def _known_kv_cache_dtype(cls, value: str) -> str:
+        if value not in KV_CACHE_DTYPES:
+            hint = " (8-bit KV cache in vLLM is fp8)" if "int8" in value else ""
+            raise ValueError(f"kv_cache_dtype {value!r} is not supported{hint}; use one of {KV_CACHE_DTYPES}")
+        return value
+
+    @property
+    def gpus(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+
 class Settings(BaseSettings):
     """The root object; services receive it (or a section of it), never os.environ."""
 
@@ -71,6 +123,7 @@ class Settings(BaseSettings):
 
     cache: CacheSettings = CacheSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
+    llm: LLMSettings = LLMSettings()
 
 
 ENV_PREFIX = "INFSTACK_"

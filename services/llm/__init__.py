@@ -1,0 +1,1 @@
+"""The LLM service family: vLLM engine arguments, version differences, the cache-aware proxy."""

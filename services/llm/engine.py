@@ -1,0 +1,66 @@
+"""From settings to the vLLM engine process: model resolution and the exact command line.
+
+Pure functions (no process started here), so the mapping of every knob is unit-tested.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.llm import compat
+from services.settings import LLMSettings
+
+
+def resolve_model(model: str) -> str:
+    """A local directory as is; else a BentoML model-store tag (``name`` or ``name:version``);
+    else the string itself (a Hugging Face id, for machines that reach the Hub)."""
+    if Path(model).expanduser().is_dir():
+        return str(Path(model).expanduser().resolve())
+    try:
+        import bentoml
+
+        return bentoml.models.get(model).path
+    except Exception:  # not in the store (bentoml raises NotFound, or a bad tag format)
+        return model
+
+
+def served_model_name(settings: LLMSettings) -> str:
+    return settings.served_model_name or settings.model
+
+
+def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
+    """vLLM CLI arguments. Scheduler limits are always explicit: vLLM picks its own defaults by
+    context (embedded vs ``vllm serve``, GPU type), and we want the same engine everywhere."""
+    args = [
+        "--model", model_path,
+        "--served-model-name", served_model_name(settings),
+        "--host", "127.0.0.1",  # the proxy is the only way in
+        "--port", str(settings.engine_port),
+        "--dtype", settings.dtype,
+        "--kv-cache-dtype", settings.kv_cache_dtype,
+        "--load-format", settings.load_format,
+        "--max-num-seqs", str(settings.max_num_seqs),
+        "--tensor-parallel-size", str(settings.tensor_parallel_size),
+        "--pipeline-parallel-size", str(settings.pipeline_parallel_size),
+        "--seed", str(settings.seed),
+        "--enable-prefix-caching" if settings.enable_prefix_caching else "--no-enable-prefix-caching",
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if not compat.is_cpu_build():
+        args += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+    if settings.quantization:
+        args += ["--quantization", settings.quantization]
+    if settings.max_num_batched_tokens:
+        args += ["--max-num-batched-tokens", str(settings.max_num_batched_tokens)]
+    if settings.max_model_len:
+        args += ["--max-model-len", str(settings.max_model_len)]
+    if settings.enforce_eager:
+        args.append("--enforce-eager")
+    return args + list(settings.extra_engine_args)
+
+
+def engine_command(settings: LLMSettings) -> list[str]:
+    """The full command: ``env`` sets the engine's own variables without touching ours."""
+    env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib).items()]
+    prefix = ["env", *env] if env else []
+    return prefix + compat.api_server_command() + engine_args(settings, resolve_model(settings.model))
