@@ -44,7 +44,9 @@ class SqliteStore(LangChainByteStore):
         with self._lock:
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", key_value_pairs)
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", key_value_pairs
+                )
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

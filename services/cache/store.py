@@ -61,8 +61,13 @@ class FailSoftStore(LangChainByteStore):
         metrics.CACHE_BACKEND_ERRORS.labels(self.cache, self.backend, op).inc()
         with self._lock:
             if self.is_up:
-                log.warning("cache %s: %s backend failed (%s: %s); serving without it", self.cache,
-                            self.backend, type(exc).__name__, exc)
+                log.warning(
+                    "cache %s: %s backend failed (%s: %s); serving without it",
+                    self.cache,
+                    self.backend,
+                    type(exc).__name__,
+                    exc,
+                )
             self._down_until = time.monotonic() + self.retry_interval_s
         metrics.CACHE_BACKEND_UP.labels(self.cache, self.backend).set(0)
 

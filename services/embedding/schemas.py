@@ -16,8 +16,11 @@ _LIMITS = get_settings().embedding
 Text = Annotated[str, Field(min_length=1, max_length=_LIMITS.max_text_chars)]
 Texts = Annotated[
     list[Text],
-    Field(min_length=1, max_length=_LIMITS.max_texts,
-          description=f"1 to {_LIMITS.max_texts} non-empty texts of at most {_LIMITS.max_text_chars} chars"),
+    Field(
+        min_length=1,
+        max_length=_LIMITS.max_texts,
+        description=f"1 to {_LIMITS.max_texts} non-empty texts of at most {_LIMITS.max_text_chars} chars",
+    ),
 ]
 EncodingFormat = Literal["float", "base64"]
 
