@@ -100,6 +100,16 @@ class LLMSettings(_Section):
         default=True, description="Cache deterministic (temperature 0 or seeded) answers."
     )
     max_generate_tokens: int = Field(default=4096, ge=1, description="Upper bound of the typed generate API.")
+    semantic_cache: bool = Field(
+        default=False,
+        description="Also answer near-identical prompts from the cache (needs the embedding service).",
+    )
+    semantic_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="Cosine similarity for a semantic hit."
+    )
+    semantic_max_entries: int = Field(
+        default=10_000, ge=1, description="Prompts remembered per parameter set."
+    )
 
     @field_validator("kv_cache_dtype")
     @classmethod
@@ -114,6 +124,34 @@ class LLMSettings(_Section):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
+class ClassicSettings(_Section):
+    """The classic-ML service: its two models, request limits and adaptive batching per model.
+
+    Each model has its own batching pair: a text batch costs an embedding call plus the classifier, a
+    tabular batch only the booster. ``*_max_batch_size=1`` turns batching off (the benchmark's baseline).
+    """
+
+    text_model: str = Field(
+        default="classic-text-topic:latest",
+        description="Model-store tag of the text classifier (built by `python -m models.train_classic`).",
+    )
+    tabular_model: str = Field(default="classic-tabular-cancer:latest", description="Tag of the booster.")
+    tabular_features: int = Field(
+        default=30, ge=1, description="Values per tabular row; the service refuses to start on a mismatch."
+    )
+    max_rows: int = Field(default=256, ge=1, description="Most tabular rows in one request.")
+    max_texts: int = Field(default=64, ge=1, description="Most texts in one request.")
+    max_text_chars: int = Field(default=2000, ge=1, description="Longest text, in characters.")
+    text_max_batch_size: int = Field(default=64, ge=1, description="Most texts per embed+classify call.")
+    text_max_latency_ms: int = Field(default=5000, ge=1, description="Batching bound; predicted later: 503.")
+    tabular_max_batch_size: int = Field(default=256, ge=1, description="Most rows per booster call.")
+    tabular_max_latency_ms: int = Field(default=250, ge=1, description="Batching bound, as for text.")
+    model_threads: int = Field(default=1, ge=1, description="Threads of one booster call (XGBoost nthread).")
+    workers: int = Field(default=1, ge=1)
+    max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
+    timeout_s: int = Field(default=30, ge=1)
+
+
 class Settings(BaseSettings):
     """The root object; services receive it (or a section of it), never os.environ."""
 
@@ -124,6 +162,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     llm: LLMSettings = LLMSettings()
+    classic: ClassicSettings = ClassicSettings()
 
 
 ENV_PREFIX = "INFSTACK_"

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from services import metrics
 from services.llm.response_cache import ResponseCache, response_key, sse_events
+from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class Reply:
     status: int
     content_type: str
     chunks: AsyncIterator[bytes]
-    cache: str  # "hit", "miss" or "bypass"
+    cache: str  # "hit", "semantic-hit", "miss" or "bypass"
 
     @property
     def is_stream(self) -> bool:
@@ -58,12 +61,29 @@ class EngineUnavailable(RuntimeError):
     pass
 
 
+@dataclass
+class _Pending:
+    """What to store once vLLM's answer is complete: the exact key, and where the semantic index
+    should remember the prompt (when the semantic cache is on)."""
+
+    key: str
+    semantic: tuple[str, np.ndarray] | None = None
+
+
 class EngineProxy:
-    def __init__(self, engine_url: str, cache_factory: Callable[[], ResponseCache] | None) -> None:
+    def __init__(
+        self,
+        engine_url: str,
+        cache_factory: Callable[[], ResponseCache] | None,
+        semantic: SemanticIndex | None = None,
+        embed_prompt: PromptEmbedder | None = None,
+    ) -> None:
         self.engine_url = engine_url
         self._cache_factory = cache_factory
         self._cache: ResponseCache | None = None
         self._session: aiohttp.ClientSession | None = None
+        self.semantic = semantic if embed_prompt is not None else None
+        self._embed_prompt = embed_prompt
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -88,7 +108,7 @@ class EngineProxy:
 
     async def open(self, route: str, body: bytes, headers: dict[str, str]) -> Reply:
         """Answer from the cache, or start the request in vLLM and relay its reply."""
-        key = None
+        pending = None
         cache = self.cache
         if cache is not None:
             payload = _json_object(body)
@@ -96,33 +116,68 @@ class EngineProxy:
             if key is None:
                 cache.bypass()
             elif (cached := cache.get(key)) is not None:
-                is_stream, stored = cached
-                if is_stream:
-                    return Reply(200, "text/event-stream; charset=utf-8", _replay_events(stored), "hit")
-                return Reply(200, "application/json", _once(stored), "hit")
+                return _cached_reply(*cached, "hit")
+            else:
+                pending = _Pending(key)
+                if self.semantic is not None and payload is not None:
+                    pending.semantic, cached = await self._semantic_lookup(route, payload, cache)
+                    if cached is not None:
+                        return _cached_reply(*cached, "semantic-hit")
         try:
             upstream = await self.session.post(self.engine_url + route, data=body, headers=headers)
         except aiohttp.ClientError as exc:
             raise EngineUnavailable(f"the vLLM engine is not answering ({exc})") from exc
         content_type = upstream.headers.get("content-type", "application/json")
-        cacheable = key if upstream.status == 200 else None
+        cacheable = pending if upstream.status == 200 else None
         if content_type.startswith("text/event-stream"):
             chunks = self._relay_stream(upstream, cacheable)
         else:
             chunks = self._relay_body(upstream, cacheable)
-        return Reply(upstream.status, content_type, chunks, "miss" if key else "bypass")
+        return Reply(upstream.status, content_type, chunks, "miss" if pending else "bypass")
 
-    async def _relay_body(self, upstream: aiohttp.ClientResponse, key: str | None) -> AsyncIterator[bytes]:
+    async def _semantic_lookup(
+        self, route: str, payload: dict[str, Any], cache: ResponseCache
+    ) -> tuple[tuple[str, np.ndarray] | None, tuple[bool, bytes] | None]:
+        """(where to remember this prompt, a near-duplicate's cached answer). Embedding failures
+        only switch the semantic cache off for this request."""
+        assert self.semantic is not None and self._embed_prompt is not None
+        text = prompt_text(payload)
+        if text is None:
+            return None, None
+        try:
+            vector = await self._embed_prompt(text)
+        except Exception as exc:
+            log.warning("semantic cache: embedding failed (%s); exact cache only", exc)
+            metrics.CACHE_LOOKUPS.labels("llm_semantic", "error").inc()
+            return None, None
+        sig = signature(route, payload)
+        found = self.semantic.find(sig, vector)
+        cached = cache.get(found[0]) if found is not None else None
+        metrics.CACHE_LOOKUPS.labels("llm_semantic", "miss" if cached is None else "hit").inc()
+        return (sig, vector), cached
+
+    def _store(self, pending: _Pending, body: bytes, *, stream: bool) -> None:
+        if self.cache is None:
+            return
+        self.cache.put(pending.key, body, stream=stream)
+        if self.semantic is not None and pending.semantic is not None:
+            self.semantic.add(*pending.semantic, pending.key)
+
+    async def _relay_body(
+        self, upstream: aiohttp.ClientResponse, pending: _Pending | None
+    ) -> AsyncIterator[bytes]:
         try:
             body = await upstream.read()
         finally:
             upstream.release()
-        if key is not None and self.cache is not None:
-            self.cache.put(key, body, stream=False)
+        if pending is not None:
+            self._store(pending, body, stream=False)
         yield body
 
-    async def _relay_stream(self, upstream: aiohttp.ClientResponse, key: str | None) -> AsyncIterator[bytes]:
-        recorded: list[bytes] | None = [] if key is not None else None
+    async def _relay_stream(
+        self, upstream: aiohttp.ClientResponse, pending: _Pending | None
+    ) -> AsyncIterator[bytes]:
+        recorded: list[bytes] | None = [] if pending is not None else None
         finished = False
         try:
             async for chunk in upstream.content.iter_any():
@@ -136,10 +191,10 @@ class EngineProxy:
             else:
                 # The client went away: dropping the connection makes vLLM abort the request.
                 upstream.close()
-        if recorded is not None and self.cache is not None:
+        if pending is not None and recorded is not None:
             body = b"".join(recorded)
             if body.rstrip().endswith(b"data: [DONE]"):  # only complete answers are cached
-                self.cache.put(key, body, stream=True)  # type: ignore[arg-type]
+                self._store(pending, body, stream=True)
 
     async def respond(self, route: str, request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items() if k in _FORWARDED_HEADERS}
@@ -176,6 +231,12 @@ class EngineRequestError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _cached_reply(is_stream: bool, stored: bytes, how: str) -> Reply:
+    if is_stream:
+        return Reply(200, "text/event-stream; charset=utf-8", _replay_events(stored), how)
+    return Reply(200, "application/json", _once(stored), how)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from http import HTTPStatus
 from typing import Annotated
 
 import bentoml
+import numpy as np
 from bentoml.exceptions import BentoMLException
 from pydantic import Field
 
@@ -22,6 +23,7 @@ from services.llm import compat
 from services.llm.engine import engine_command, served_model_name
 from services.llm.proxy import EngineProxy, EngineRequestError, EngineUnavailable, create_app
 from services.llm.response_cache import CACHE_NAME, ResponseCache
+from services.llm.semantic import SemanticIndex
 from services.settings import get_settings
 
 SETTINGS = get_settings()
@@ -49,9 +51,24 @@ def _response_cache() -> ResponseCache:
 class LLM:
     """vLLM's OpenAI API plus a typed streaming API, both through the response cache."""
 
+    if CONFIG.semantic_cache:  # the dependency exists only when it is used
+        from services.embedding.service import EmbeddingCache
+
+        embeddings = bentoml.depends(EmbeddingCache)
+
     def __init__(self) -> None:
         self.model_name = served_model_name(CONFIG)
-        self.proxy = EngineProxy(ENGINE_URL, _response_cache if CONFIG.response_cache else None)
+        semantic = SemanticIndex(CONFIG.semantic_threshold, CONFIG.semantic_max_entries)
+        self.proxy = EngineProxy(
+            ENGINE_URL,
+            _response_cache if CONFIG.response_cache else None,
+            semantic if CONFIG.semantic_cache else None,
+            self._embed_prompt if CONFIG.semantic_cache else None,
+        )
+
+    async def _embed_prompt(self, text: str) -> np.ndarray:
+        reply = await self.embeddings.to_async.embed(texts=[text], normalize=True)
+        return np.asarray(reply.embeddings[0], dtype=np.float32)
 
     def __command__(self) -> list[str]:
         return engine_command(CONFIG)
