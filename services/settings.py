@@ -128,9 +128,14 @@ class ClassicSettings(_Section):
     """The classic-ML service: its two models, request limits and adaptive batching per model.
 
     Each model has its own batching pair: a text batch costs an embedding call plus the classifier, a
-    tabular batch only the booster. ``*_max_batch_size=1`` turns batching off (the benchmark's baseline).
+    tabular batch only the booster.
     """
 
+    batching: bool = Field(
+        default=True,
+        description="False serves the batch APIs without BentoML's dispatcher, one model call per request "
+        "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
+    )
     text_model: str = Field(
         default="classic-text-topic:latest",
         description="Model-store tag of the text classifier (built by `python -m models.train_classic`).",
@@ -142,14 +147,22 @@ class ClassicSettings(_Section):
     max_rows: int = Field(default=256, ge=1, description="Most tabular rows in one request.")
     max_texts: int = Field(default=64, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(default=2000, ge=1, description="Longest text, in characters.")
-    text_max_batch_size: int = Field(default=64, ge=1, description="Most texts per embed+classify call.")
+    text_max_batch_size: int = Field(default=64, ge=2, description="Most texts per embed+classify call.")
     text_max_latency_ms: int = Field(default=5000, ge=1, description="Batching bound; predicted later: 503.")
-    tabular_max_batch_size: int = Field(default=256, ge=1, description="Most rows per booster call.")
+    tabular_max_batch_size: int = Field(default=256, ge=2, description="Most rows per booster call.")
     tabular_max_latency_ms: int = Field(default=250, ge=1, description="Batching bound, as for text.")
     model_threads: int = Field(default=1, ge=1, description="Threads of one booster call (XGBoost nthread).")
     workers: int = Field(default=1, ge=1)
     max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(default=30, ge=1)
+
+
+class GatewaySettings(_Section):
+    """The entry service: it only routes, so its limits are about connections, not models."""
+
+    workers: int = Field(default=1, ge=1)
+    max_concurrency: int = Field(default=1024, ge=1, description="In-flight requests before 503.")
+    timeout_s: int = Field(default=600, ge=1)
 
 
 class Settings(BaseSettings):
@@ -162,6 +175,7 @@ class Settings(BaseSettings):
     cache: CacheSettings = CacheSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     llm: LLMSettings = LLMSettings()
+    gateway: GatewaySettings = GatewaySettings()
     classic: ClassicSettings = ClassicSettings()
 
 

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services import metrics
+from services.http_relay import relay_chunks
 from services.llm.response_cache import ResponseCache, response_key, sse_events
 from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
 
@@ -178,19 +179,8 @@ class EngineProxy:
         self, upstream: aiohttp.ClientResponse, pending: _Pending | None
     ) -> AsyncIterator[bytes]:
         recorded: list[bytes] | None = [] if pending is not None else None
-        finished = False
-        try:
-            async for chunk in upstream.content.iter_any():
-                if recorded is not None:
-                    recorded.append(chunk)
-                yield chunk
-            finished = True
-        finally:
-            if finished:
-                upstream.release()
-            else:
-                # The client went away: dropping the connection makes vLLM abort the request.
-                upstream.close()
+        async for chunk in relay_chunks(upstream, recorded):
+            yield chunk
         if pending is not None and recorded is not None:
             body = b"".join(recorded)
             if body.rstrip().endswith(b"data: [DONE]"):  # only complete answers are cached

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from http import HTTPStatus
-from typing import Annotated
 
 import bentoml
 import numpy as np
 from bentoml.exceptions import BentoMLException
-from pydantic import Field
 
 from services.cache.store import open_store
 from services.llm import compat
 from services.llm.engine import engine_command, served_model_name
 from services.llm.proxy import EngineProxy, EngineRequestError, EngineUnavailable, create_app
 from services.llm.response_cache import CACHE_NAME, ResponseCache
+from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
 from services.llm.semantic import SemanticIndex
 from services.settings import get_settings
 
@@ -92,10 +91,10 @@ class LLM:
     @bentoml.api
     async def generate(
         self,
-        prompt: Annotated[str, Field(min_length=1)],
-        max_tokens: Annotated[int, Field(ge=1, le=CONFIG.max_generate_tokens)] = 128,
-        temperature: Annotated[float, Field(ge=0, le=2)] = 0.0,
-        top_p: Annotated[float, Field(gt=0, le=1)] = 1.0,
+        prompt: Prompt,
+        max_tokens: MaxTokens = 128,
+        temperature: Temperature = 0.0,
+        top_p: TopP = 1.0,
         seed: int | None = None,
         stop: list[str] | None = None,
     ) -> AsyncGenerator[str, None]:

@@ -1,0 +1,1 @@
+"""The entry service of the Bento: composes the LLM, embedding-cache and classic-ML services."""

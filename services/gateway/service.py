@@ -1,0 +1,123 @@
+"""Gateway: the one entry point of the Bento.
+
+It owns no model. It composes the three services with ``bentoml.depends`` (each its own process
+group, reached over Unix sockets, never exposed), relays the OpenAI API to the LLM service, forwards
+the typed APIs, and shows every dependency's readiness at ``GET /status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import bentoml
+from bentoml.exceptions import BentoMLException
+
+from services.classic.schemas import Predictions, Rows, Texts
+from services.classic.service import ClassicML
+from services.embedding.schemas import EmbedResponse, EncodingFormat
+from services.embedding.schemas import Texts as EmbedTexts
+from services.embedding.service import EmbeddingCache
+from services.gateway.routes import create_app, probe
+from services.http_relay import relay_chunks
+from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
+from services.llm.service import LLM
+from services.settings import get_settings
+
+CONFIG = get_settings().gateway
+
+
+@bentoml.asgi_app(create_app(bentoml.get_current_service), path="/", name="gateway-routes")
+@bentoml.service(
+    name="inference_stack",
+    workers=CONFIG.workers,
+    resources={"cpu": "2"},
+    traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+)
+class Gateway:
+    """OpenAI API, embeddings and classification behind one address."""
+
+    llm = bentoml.depends(LLM)
+    embeddings = bentoml.depends(EmbeddingCache)
+    classic = bentoml.depends(ClassicML)
+
+    async def llm_session(self) -> aiohttp.ClientSession:
+        """The dependency client's own aiohttp session (Unix socket or TCP, as BentoML wired it).
+        BentoML has no public accessor for it; this is the one place that reaches inside."""
+        return await self.llm.to_async._session_manager.get_session()  # type: ignore[no-any-return]
+
+    async def status(self) -> dict[str, Any]:
+        async def ready(dep: Any) -> dict[str, Any]:
+            if not await dep.is_ready(5):
+                raise RuntimeError("not ready")
+            return {}
+
+        checks = {
+            "llm": lambda: ready(self.llm),
+            "embeddings": lambda: self.embeddings.to_async.info(),
+            "classic": lambda: self.classic.to_async.info(),
+        }
+        return dict(await asyncio.gather(*(probe(name, check) for name, check in checks.items())))
+
+    @bentoml.api
+    async def embed(
+        self, texts: EmbedTexts, normalize: bool = False, encoding_format: EncodingFormat = "float"
+    ) -> EmbedResponse:
+        """Cached sentence embeddings (see the embedding-cache service)."""
+        return await self.embeddings.to_async.embed(
+            texts=texts, normalize=normalize, encoding_format=encoding_format
+        )
+
+    @bentoml.api
+    async def classify_text(self, texts: Texts) -> Predictions:
+        return await self.classic.to_async.classify_text(texts=texts)
+
+    @bentoml.api
+    async def predict_tabular(self, rows: Rows) -> Predictions:
+        return await self.classic.to_async.predict_tabular(rows=rows)
+
+    @bentoml.api
+    async def generate(
+        self,
+        prompt: Prompt,
+        max_tokens: MaxTokens = 128,
+        temperature: Temperature = 0.0,
+        top_p: TopP = 1.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Stream a completion from the LLM service's typed API.
+
+        Relayed over HTTP rather than through the dependency client: that client decides streaming
+        by introspecting the callee, and the callee is a coroutine (so that engine errors become
+        HTTP errors before the stream starts).
+        """
+        payload = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                   "seed": seed, "stop": stop}  # fmt: skip
+        session = await self.llm_session()
+        upstream = await session.post("/generate", json=payload, timeout=aiohttp.ClientTimeout(total=None))
+        if upstream.status != 200:
+            detail = await upstream.text()
+            upstream.release()
+            raise BentoMLException(_error_message(detail), error_code=HTTPStatus(upstream.status))
+        return _decoded(relay_chunks(upstream))
+
+
+def _error_message(body: str) -> str:
+    """BentoML answers errors as {"error": message}; pass the message on, not the envelope."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body
+
+
+async def _decoded(chunks: AsyncIterator[bytes]) -> AsyncGenerator[str, None]:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    async for chunk in chunks:
+        if text := decoder.decode(chunk):
+            yield text
