@@ -91,6 +91,11 @@ class LLMSettings(_Section):
     engine_port: int = Field(default=8000, ge=1, le=65535, description="Loopback port of the vLLM process.")
     engine_start_timeout_s: int = Field(default=900, ge=10)
     extra_engine_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+    request_gpus: bool = Field(
+        default=True,
+        description="Ask BentoML/BentoCloud for tensor x pipeline parallel GPUs. The Bento targets GPUs, so "
+        "this holds even when the Bento is built on a CPU machine; turn off for CPU-only deployments.",
+    )
     workers: int | None = Field(
         default=None, ge=1, description="BentoML proxy workers; None: BentoML's default."
     )

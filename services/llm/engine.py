@@ -11,6 +11,19 @@ from services.llm import compat
 from services.settings import LLMSettings
 
 
+def store_tag(model: str) -> str | None:
+    """``model`` when it names a model in the BentoML store (so the Bento must carry it), else None."""
+    if Path(model).expanduser().is_dir():
+        return None
+    try:
+        import bentoml
+
+        bentoml.models.get(model)
+    except Exception:  # not in the store (bentoml raises NotFound, or a bad tag format)
+        return None
+    return model
+
+
 def resolve_model(model: str) -> str:
     """A local directory as is; else a BentoML model-store tag (``name`` or ``name:version``);
     else the string itself (a Hugging Face id, for machines that reach the Hub)."""

@@ -17,8 +17,7 @@ import numpy as np
 from bentoml.exceptions import BentoMLException
 
 from services.cache.store import open_store
-from services.llm import compat
-from services.llm.engine import engine_command, served_model_name
+from services.llm.engine import engine_command, served_model_name, store_tag
 from services.llm.proxy import EngineProxy, EngineRequestError, EngineUnavailable, create_app
 from services.llm.response_cache import CACHE_NAME, ResponseCache
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
@@ -28,6 +27,7 @@ from services.settings import get_settings
 SETTINGS = get_settings()
 CONFIG = SETTINGS.llm
 ENGINE_URL = f"http://127.0.0.1:{CONFIG.engine_port}"
+MODEL_TAG = store_tag(CONFIG.model)
 
 
 def _current_proxy() -> EngineProxy:
@@ -41,7 +41,7 @@ def _response_cache() -> ResponseCache:
 @bentoml.asgi_app(create_app(_current_proxy), path="/", name="llm-cache")
 @bentoml.service(
     name="llm",
-    resources={"cpu": "2"} if compat.is_cpu_build() else {"gpu": CONFIG.gpus},
+    resources={"gpu": CONFIG.gpus} if CONFIG.request_gpus else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     http={"proxy_port": CONFIG.engine_port},
     runner_connection={"max_requests": 10**9, "max_age": 1e9},
@@ -49,6 +49,9 @@ def _response_cache() -> ResponseCache:
 )
 class LLM:
     """vLLM's OpenAI API plus a typed streaming API, both through the response cache."""
+
+    if MODEL_TAG is not None:  # declared, so `bentoml build` packs the model into the Bento
+        model_ref = bentoml.models.BentoModel(MODEL_TAG)
 
     if CONFIG.semantic_cache:  # the dependency exists only when it is used
         from services.embedding.service import EmbeddingCache
