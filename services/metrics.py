@@ -18,24 +18,54 @@ CACHE_LOOKUPS = Counter(
     "infstack_cache_lookups_total", "Cache lookups by result (hit, miss, corrupt)", ["cache", "result"]
 )
 CACHE_LOOKUP_SECONDS = Histogram(
-    "infstack_cache_lookup_seconds", "Latency of one batch lookup in the store", ["cache"],
+    "infstack_cache_lookup_seconds",
+    "Latency of one batch lookup in the store",
+    ["cache"],
     buckets=_FAST_BUCKETS,
 )
 CACHE_BACKEND_UP = Gauge(
-    "infstack_cache_backend_up", "1 while the cache backend answers, 0 while serving without it",
-    ["cache", "backend"], multiprocess_mode="mostrecent",
+    "infstack_cache_backend_up",
+    "1 while the cache backend answers, 0 while serving without it",
+    ["cache", "backend"],
+    multiprocess_mode="mostrecent",
 )
 CACHE_BACKEND_ERRORS = Counter(
-    "infstack_cache_backend_errors_total", "Failed cache backend calls (served without the cache)",
+    "infstack_cache_backend_errors_total",
+    "Failed cache backend calls (served without the cache)",
     ["cache", "backend", "op"],
 )
 
 # --- embedding service -------------------------------------------------------------------------
 EMBEDDING_BATCH_SIZE = Histogram(
-    "infstack_embedding_batch_size", "Texts per model call after adaptive batching",
+    "infstack_embedding_batch_size",
+    "Texts per model call after adaptive batching",
     buckets=_BATCH_BUCKETS,
 )
 EMBEDDING_MODEL_SECONDS = Histogram(
     "infstack_embedding_model_seconds", "Latency of one batched model call", buckets=_MODEL_BUCKETS
 )
 EMBEDDING_TEXTS = Counter("infstack_embedding_texts_total", "Texts embedded, by source", ["source"])
+
+# --- classic-ML service --------------------------------------------------------------------------
+# ``model`` is "text" or "tabular". A text batch's seconds include its call to the embedding service.
+CLASSIC_BATCH_SIZE = Histogram(
+    "infstack_classic_batch_size",
+    "Rows (texts or feature rows) per model call after adaptive batching",
+    ["model"],
+    buckets=_BATCH_BUCKETS,
+)
+CLASSIC_BATCH_SECONDS = Histogram(
+    "infstack_classic_batch_seconds",
+    "Latency of one batched model call",
+    ["model"],
+    buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+CLASSIC_ROWS = Counter("infstack_classic_rows_total", "Rows predicted", ["model"])
+CLASSIC_OVERLOADED = Counter(
+    "infstack_classic_overloaded_total", "Requests refused with 503 by the batching bound", ["model"]
+)
+CLASSIC_EMBEDDING_TEXTS = Counter(
+    "infstack_classic_embedding_texts_total",
+    "Texts the classifier got embeddings for, by source as the embedding service reported (cache, model)",
+    ["source"],
+)

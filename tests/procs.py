@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,6 +22,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def shared_model_store() -> Path:
+    """The model store of the test process's BENTOML_HOME, which every test server shares."""
+    store = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "models"
+    store.mkdir(parents=True, exist_ok=True)
+    return store
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_tree(root: int) -> list[tuple[int, str]]:
+    """(pid, start time) of ``root`` and every live descendant, root first. BentoML's circus workers
+    each call setsid, so a process-group signal reaches only circusd; the tree reaches them all."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop(0)
+        if (started := _start_time(pid)) is not None:
+            tree.append((pid, started))
+        frontier.extend(children.get(pid, []))
+    return tree
+
+
+def _stop_leftovers(processes: list[tuple[int, str]], timeout_s: float = 10) -> None:
+    """Workers that outlived circusd (same pid and start time, so never a reused pid): TERM, then KILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [pid for pid, started in processes if _start_time(pid) == started]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.2)
+            alive = [pid for pid, started in processes if _start_time(pid) == started]
+        if not alive:
+            return
 
 
 def wait_until(check, timeout_s: float, what: str, proc: subprocess.Popen | None = None) -> None:
@@ -55,9 +105,21 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed: run `make redis`")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, 10, "redis-server", self.proc)
         return self
@@ -75,10 +137,21 @@ class RedisServer:
 
 
 class BentoServer:
-    """`bentoml serve TARGET` in its own process group, with its own environment."""
+    """`bentoml serve TARGET` in its own process group, with its own environment.
 
-    def __init__(self, target: str, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    ``argv`` replaces ``bentoml serve TARGET`` (e.g. ``start-http-server ... --service-name X``);
+    ``--host 127.0.0.1 --port PORT`` are appended either way."""
+
+    def __init__(
+        self,
+        target: str,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        argv: list[str] | None = None,
+    ) -> None:
         self.target = target
+        self.argv = argv if argv is not None else [BENTOML, "serve", target]
         self.env = env
         self.port = port or free_port()
         self.log_path = log_path
@@ -95,22 +168,33 @@ class BentoServer:
         home.mkdir(exist_ok=True)
         models = home / "models"
         if not models.exists():
-            shared = Path(os.environ.get("BENTOML_HOME", Path.home() / "bentoml")) / "models"
-            shared.mkdir(parents=True, exist_ok=True)
-            models.symlink_to(shared)
+            models.symlink_to(shared_model_store())
         return home
 
     def start(self, ready_timeout_s: float = 180) -> BentoServer:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "BENTOML_HOME": str(self._home()), **self.env}
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "BENTOML_HOME": str(self._home()),
+            **self.env,
+        }
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [BENTOML, "serve", self.target, "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*self.argv, "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
-            wait_until(lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200,
-                       ready_timeout_s, f"bentoml serve {self.target}", self.proc)
+            wait_until(
+                lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200,
+                ready_timeout_s,
+                f"bentoml serve {self.target}",
+                self.proc,
+            )
         except Exception:
             self.stop()
             raise RuntimeError(f"{self.target} failed to start; log:\n{self.log_tail()}") from None
@@ -123,12 +207,14 @@ class BentoServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
+            workers = process_tree(self.proc.pid)[1:]
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+            _stop_leftovers(workers)
         self.proc = None
 
 
@@ -141,9 +227,7 @@ def metric_value(metrics_text: str, name: str, **labels: str) -> float | None:
         sample, _, label_text = head.partition("{")
         if sample != name:
             continue
-        found = dict(
-            part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part
-        )
+        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if "=" in part)
         found = {k: v.strip('"') for k, v in found.items()}
         if all(found.get(k) == v for k, v in labels.items()):
             return float(value)

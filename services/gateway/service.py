@@ -28,6 +28,7 @@ from services.http_relay import relay_chunks
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
 from services.llm.service import LLM, STREAMING_ROUTES
 from services.settings import get_settings
+from services.streaming import mark_streaming
 
 CONFIG = get_settings().gateway
 
@@ -109,11 +110,16 @@ class Gateway:
         return _decoded(relay_chunks(upstream))
 
 
+mark_streaming(Gateway, "generate")
+
+
 def _error_message(body: str) -> str:
-    """BentoML answers errors as {"error": message}; pass the message on, not the envelope."""
+    """BentoML answers an error as [{"error": message}] (or {"error": ...}); pass the message on,
+    not the envelope, or it is wrapped twice."""
     try:
-        return str(json.loads(body)["error"])
-    except (ValueError, KeyError, TypeError):
+        value = json.loads(body)
+        return str((value[0] if isinstance(value, list) else value)["error"])
+    except (ValueError, KeyError, TypeError, IndexError):
         return body
 
 

@@ -23,6 +23,7 @@ from services.llm.response_cache import CACHE_NAME, ResponseCache
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
 from services.llm.semantic import SemanticIndex
 from services.settings import get_settings
+from services.streaming import mark_streaming
 
 SETTINGS = get_settings()
 CONFIG = SETTINGS.llm
@@ -117,6 +118,9 @@ class LLM:
         except EngineUnavailable as exc:
             raise BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
         return _prepend(first, pieces)
+
+
+mark_streaming(LLM, "generate")
 
 
 async def _prepend(first: str | None, rest: AsyncGenerator[str, None]) -> AsyncGenerator[str, None]:

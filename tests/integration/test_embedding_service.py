@@ -77,7 +77,9 @@ def test_corrupt_entry_is_a_miss_and_is_rewritten(embedding_server, session_dir:
     np.testing.assert_allclose(np.float32(again["embeddings"]), fresh, atol=1e-5)
     assert embed(embedding_server, texts)["cache_hits"] == 2  # rewritten
     metrics = httpx.get(f"{embedding_server.url}/metrics").text
-    assert (metric_value(metrics, "infstack_cache_lookups_total", cache="embedding", result="corrupt") or 0) >= 1
+    assert (
+        metric_value(metrics, "infstack_cache_lookups_total", cache="embedding", result="corrupt") or 0
+    ) >= 1
 
 
 @pytest.mark.parametrize(
@@ -127,5 +129,9 @@ def test_langchain_embeddings_adapter_matches_the_service(embedding_server) -> N
 
 def test_info_reports_model_and_backend(embedding_server) -> None:
     info = httpx.post(f"{embedding_server.url}/info", json={}).json()
-    assert info == {"model": "all-MiniLM-L6-v2", "dimension": 384, "cache_backend": "disk",
-                    "cache_backend_up": True}
+    assert info == {
+        "model": "all-MiniLM-L6-v2",
+        "dimension": 384,
+        "cache_backend": "disk",
+        "cache_backend_up": True,
+    }

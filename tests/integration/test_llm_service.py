@@ -62,7 +62,9 @@ def test_openai_chat_and_streaming(client: openai.OpenAI) -> None:
 
 def test_bentoml_client_streams_the_typed_api(llm_server: BentoServer, client: openai.OpenAI) -> None:
     with bentoml.SyncHTTPClient(llm_server.url, server_ready_timeout=30) as bento:
-        pieces = list(bento.generate(prompt="A typed call", max_tokens=6))
+        stream = bento.generate(prompt="A typed call", max_tokens=6)
+        assert not isinstance(stream, str)  # an iterator of pieces, not the whole text at once
+        pieces = list(stream)
     expected = client.completions.create(model=TINY_LLM, prompt="A typed call", max_tokens=6, temperature=0)
     assert len(pieces) >= 1
     assert "".join(pieces) == expected.choices[0].text

@@ -24,7 +24,9 @@ class CountingEncoder:
 
     async def __call__(self, texts: list[str]) -> np.ndarray:
         self.batches.append(list(texts))
-        return np.stack([np.resize(np.frombuffer(t.encode(), np.uint8), DIM).astype(np.float32) for t in texts])
+        return np.stack(
+            [np.resize(np.frombuffer(t.encode(), np.uint8), DIM).astype(np.float32) for t in texts]
+        )
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ from services.cache.keys import canonical_json, digest, embedding_key, embedding
 def test_embedding_key_is_a_fixed_string_for_a_fixed_text() -> None:
     namespace = embedding_namespace("all-MiniLM-L6-v2")
     assert namespace == "emb:v1:all-MiniLM-L6-v2"
-    assert embedding_key(namespace, "hello world") == (
-        "emb:v1:all-MiniLM-L6-v2:" + digest(b"hello world")
-    )
+    assert embedding_key(namespace, "hello world") == ("emb:v1:all-MiniLM-L6-v2:" + digest(b"hello world"))
     assert digest(b"hello world") == "e9a804b2e527fd3601d2ffc0bb023cd6"
 
 

@@ -24,7 +24,11 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("INFSTACK_CACHE__BACKEND", "memcached", "INFSTACK_CACHE__BACKEND: Input should be 'disk' or 'redis'"),
+        (
+            "INFSTACK_CACHE__BACKEND",
+            "memcached",
+            "INFSTACK_CACHE__BACKEND: Input should be 'disk' or 'redis'",
+        ),
         ("INFSTACK_EMBEDDING__MAX_TEXTS", "0", "INFSTACK_EMBEDDING__MAX_TEXTS: Input should be greater"),
         ("INFSTACK_CACHE__BAKEND", "redis", "INFSTACK_CACHE__BAKEND: Extra inputs are not permitted"),
     ],

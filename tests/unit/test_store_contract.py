@@ -76,5 +76,3 @@ def test_stores_plug_into_langchain_cache_backed_embeddings(tmp_path: Path) -> N
     second = cached.embed_documents(["x", "y"])
     assert first == second
     assert calls == [["x", "y"]]
-
-
