@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -29,11 +28,6 @@ from services.settings import LLMSettings, env_var_name
 from tests import procs
 
 LLM_TARGET = "services.llm.service:LLM"
-
-# tests.procs looks for `bentoml` beside sys.executable (true in a venv). On the GPU machine the staged
-# packages live in /tmp/site (on PATH, not beside the image's python3): fall back to PATH there.
-if not Path(procs.BENTOML).exists() and (found := shutil.which("bentoml")):
-    procs.BENTOML = found
 
 
 def _role(proc: psutil.Process) -> str:

@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-BENTOML = str(Path(sys.executable).with_name("bentoml"))
+# The venv's own `bentoml`; where packages are installed apart from the interpreter (the GPU machine's
+# staged /tmp/site), the one on PATH.
+_BESIDE = Path(sys.executable).with_name("bentoml")
+BENTOML = str(_BESIDE) if _BESIDE.exists() else (shutil.which("bentoml") or str(_BESIDE))
 
 
 def free_port() -> int:
