@@ -61,6 +61,18 @@ def process_tree(root: int) -> list[tuple[int, str]]:
     return tree
 
 
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 30) -> None:
+    """SIGTERM the group a process leads (started with start_new_session), SIGKILL after grace_s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def _stop_leftovers(processes: list[tuple[int, str]], timeout_s: float = 10) -> None:
     """Workers that outlived circusd (same pid and start time, so never a reused pid): TERM, then KILL."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -207,16 +219,9 @@ class BentoServer:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             workers = process_tree(self.proc.pid)[1:]
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+            stop_process_group(self.proc)
             _stop_leftovers(workers)
         self.proc = None
 

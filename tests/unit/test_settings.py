@@ -31,6 +31,14 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         ("INFSTACK_EMBEDDING__MAX_TEXTS", "0", "INFSTACK_EMBEDDING__MAX_TEXTS: Input should be greater"),
         ("INFSTACK_CACHE__BAKEND", "redis", "INFSTACK_CACHE__BAKEND: Extra inputs are not permitted"),
+        # BentoML refuses max_batch_size 1 at import; settings say so first, by variable name.
+        (
+            "INFSTACK_CLASSIC__TABULAR_MAX_BATCH_SIZE",
+            "1",
+            "INFSTACK_CLASSIC__TABULAR_MAX_BATCH_SIZE: Input should be",
+        ),
+        ("INFSTACK_CLASSIC__MAX_ROWS", "0", "INFSTACK_CLASSIC__MAX_ROWS: Input should be greater"),
+        ("INFSTACK_CLASSIC__MAX_LATENCY_MS", "5", "INFSTACK_CLASSIC__MAX_LATENCY_MS: Extra inputs"),
     ],
 )
 def test_bad_values_name_the_variable(
