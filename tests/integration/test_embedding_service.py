@@ -35,13 +35,13 @@ def embed(server: BentoServer, texts: list[str], **options: object) -> dict:
 
 
 def test_cache_hit_returns_the_vector_computed_on_miss(embedding_server, reference_model) -> None:
-    texts = unique_texts(5)
+    texts = unique_texts(20)  # chunks of 8, 8 (full: straight to the model) and 4 (adaptive batching)
     miss = embed(embedding_server, texts)
     hit = embed(embedding_server, texts)
-    assert (miss["cache_hits"], hit["cache_hits"]) == (0, 5)
+    assert (miss["cache_hits"], hit["cache_hits"]) == (0, 20)
     assert miss["model"] == "all-MiniLM-L6-v2"
     assert miss["dimension"] == 384
-    assert np.asarray(miss["embeddings"], np.float32).shape == (5, 384)
+    assert np.asarray(miss["embeddings"], np.float32).shape == (20, 384)
     np.testing.assert_array_equal(np.float32(hit["embeddings"]), np.float32(miss["embeddings"]))
     fresh = reference_model.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(np.float32(hit["embeddings"]), fresh, atol=1e-5)
