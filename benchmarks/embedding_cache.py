@@ -183,7 +183,7 @@ class Bench:
         self.blocks: list[Measured] = []
         # (client, format or "livez") -> one record per round: latencies, other jobs' load, CPU per request
         self.single: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        self.quiet: list[float] = []
+        self.load_at_start: list[float] = []  # other jobs' cores before each block
         limits = httpx.Limits(max_connections=max(params.concurrency), max_keepalive_connections=64)
         self.client = httpx.AsyncClient(base_url=server.url, limits=limits, timeout=300)
 
@@ -259,7 +259,7 @@ class Bench:
         for concurrency in sorted(p.concurrency):
             for rnd in range(p.rounds):
                 for fmt in FORMATS:
-                    self.quiet.append(wait_for_quiet(self.pids, timeout_s=p.quiet_wait_s))
+                    self.load_at_start.append(wait_for_quiet(self.pids, timeout_s=p.quiet_wait_s))
                     texts = sentences(p.miss_texts, self.rng, self.seen)
                     self.encode(texts, fmt, concurrency, rnd, per_request=False)
                     if concurrency == 1:
@@ -277,7 +277,7 @@ class Bench:
     async def latency_round(self, rnd: int, hot: list[str]) -> None:
         """Single cached texts, one request at a time (no queueing), and GET /livez as the HTTP floor;
         each with httpx and with a minimal client, to tell the server's time from the client's."""
-        self.quiet.append(wait_for_quiet(self.pids, timeout_s=self.params.quiet_wait_s))
+        self.load_at_start.append(wait_for_quiet(self.pids, timeout_s=self.params.quiet_wait_s))
         count = self.params.single_requests
         async with RawHttpClient("127.0.0.1", self.server.port) as raw:
 
@@ -687,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "torch_threads_benchmark_process": torch.get_num_threads(),
         "params": asdict(params) | {"results_dir": str(params.results_dir), "words_per_text": [10, 25]},
         "server_start_s": round(server_start_s, 1),
-        "other_jobs_cores_at_block_start": [round(x, 3) for x in bench.quiet],
+        "other_jobs_cores_at_block_start": [round(x, 3) for x in bench.load_at_start],
         "summary": summarize(bench.blocks),
         "miss_after_load": after_load(bench.blocks),
         "single_hit": single_hit_summary(bench),
