@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from services.embedding.schemas import bounded_texts
 from services.settings import get_settings
 
 _LIMITS = get_settings().classic
@@ -32,15 +33,7 @@ Rows = Annotated[
         description=f"1 to {_LIMITS.max_rows} rows of {_FEATURES} finite numbers each",
     ),
 ]
-Text = Annotated[str, Field(min_length=1, max_length=_LIMITS.max_text_chars)]
-Texts = Annotated[
-    list[Text],
-    Field(
-        min_length=1,
-        max_length=_LIMITS.max_texts,
-        description=f"1 to {_LIMITS.max_texts} non-empty texts of at most {_LIMITS.max_text_chars} chars",
-    ),
-]
+Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
 
 
 class Predictions(BaseModel):

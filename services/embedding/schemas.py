@@ -13,15 +13,21 @@ from services.settings import get_settings
 
 _LIMITS = get_settings().embedding
 
-Text = Annotated[str, Field(min_length=1, max_length=_LIMITS.max_text_chars)]
-Texts = Annotated[
-    list[Text],
-    Field(
-        min_length=1,
-        max_length=_LIMITS.max_texts,
-        description=f"1 to {_LIMITS.max_texts} non-empty texts of at most {_LIMITS.max_text_chars} chars",
-    ),
-]
+
+def bounded_texts(max_texts: int, max_chars: int) -> object:
+    """A list of 1..max_texts non-empty texts of at most max_chars each; a 400 names the limit."""
+    text = Annotated[str, Field(min_length=1, max_length=max_chars)]
+    return Annotated[
+        list[text],  # type: ignore[valid-type]
+        Field(
+            min_length=1,
+            max_length=max_texts,
+            description=f"1 to {max_texts} non-empty texts of at most {max_chars} chars",
+        ),
+    ]
+
+
+Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
 EncodingFormat = Literal["float", "base64"]
 
 
