@@ -193,8 +193,8 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
     """Both servers up at once; each (model, concurrency) is measured on then off, back to back, so
     the two numbers of a pair saw the same machine."""
     servers = {
-        "on": serve("on", ctx["workdir"], ctx["models"], {}),
-        "off": serve("off", ctx["workdir"], ctx["models"], OFF),
+        "on": serve("on", ctx["workdir"], ctx["models"], ctx["env"]),
+        "off": serve("off", ctx["workdir"], ctx["models"], {**ctx["env"], **OFF}),
     }
     cells = []
     try:
@@ -216,7 +216,7 @@ def run_sweep(tabular_ms: int, text_ms: int, args: argparse.Namespace, ctx: dict
         "INFSTACK_CLASSIC__TEXT_MAX_LATENCY_MS": str(text_ms),
     }
     name = f"on-{tabular_ms}-{text_ms}"
-    server = serve(name, ctx["workdir"], ctx["models"], env)
+    server = serve(name, ctx["workdir"], ctx["models"], {**ctx["env"], **env})
     cells = []
     try:
         for model, bound in (("tabular", tabular_ms), ("text", text_ms)):
@@ -257,12 +257,21 @@ def main() -> None:
     parser.add_argument(
         "--quiet-cores", type=float, default=0.3, help="other jobs' cores that count as quiet"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="settings for every server, e.g. INFSTACK_EMBEDDING__DEVICE=cuda (recorded)",
+    )
+    parser.add_argument("--name", default=NAME, help="result file name under benchmarks/results/")
     args = parser.parse_args()
+    extra_env = dict(e.split("=", 1) for e in args.env)
     defaults = get_settings().classic
     bounds = {"tabular": defaults.tabular_max_latency_ms, "text": defaults.text_max_latency_ms}
     models = ensure_models()
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
-        ctx = {"workdir": Path(tmp), "models": models, "workload": Workload()}
+        ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env}
         cells = run_on_off(args, ctx)
         sweep = [{**c, "max_latency_ms": bounds[c["model"]]} for c in cells
                  if c["config"] == "on" and c["concurrency"] == max(args.concurrency)]  # fmt: skip
@@ -275,6 +284,7 @@ def main() -> None:
         "settings": {
             "on": defaults.model_dump(),
             "off": OFF,
+            "every_server": extra_env,
             "embedding": get_settings().embedding.model_dump(),
         },
         "models": {
@@ -284,8 +294,8 @@ def main() -> None:
         "sweep": sweep,
         "summary": summary,
     }
-    path = write_result(NAME, result)
-    png = plot(RESULTS_DIR / f"{NAME}.png", cells, sweep, bounds)
+    path = write_result(args.name, result)
+    png = plot(RESULTS_DIR / f"{args.name}.png", cells, sweep, bounds)
     print(f"\nwrote {path} and {png}\n")
     print(format_table(
         ["config", "model", "concurrency", "rows/s", "p50 ms", "p99 ms", "mean batch", "shed"],

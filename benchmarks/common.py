@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -87,8 +88,18 @@ def run_metadata(benchmark: str, packages: Iterable[str]) -> dict[str, Any]:
         "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "git": git_state(),
         "machine": machine_info(),
+        "gpus": gpu_names(),
         "versions": package_versions(*packages),
     }
+
+
+def gpu_names() -> list[str]:
+    """GPU names from nvidia-smi, [] where there is none (the CPU machine)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    done = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 
 # --- statistics -----------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import asyncio
 import json
 import math
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import replace
@@ -106,15 +105,6 @@ def build_loads(args: argparse.Namespace) -> list[Load]:
     for i, c in enumerate(int(x) for x in args.concurrency.split(",") if x):
         loads.append(Load(f"concurrency={c}", args.concurrency_prompts, math.inf, c, args.seed + 101 + i))
     return loads
-
-
-def gpu_names() -> list[str]:
-    """GPU names from nvidia-smi, [] where there is none (the CPU machine)."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    done = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                          capture_output=True, text=True, timeout=30)  # fmt: skip
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
 
 
 def _run(coro: Any) -> Any:
@@ -277,7 +267,6 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             target.stop()
     report = run_metadata("llm_serving", PACKAGES) | {
-        "gpus": gpu_names(),
         "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
         "engine_env": engine_env,
         "commands": commands,

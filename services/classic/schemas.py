@@ -12,7 +12,6 @@ from typing import Annotated
 
 import numpy as np
 from pydantic import BaseModel, Field
-from starlette.responses import JSONResponse
 
 from services.embedding.schemas import bounded_texts
 from services.settings import get_settings
@@ -36,37 +35,19 @@ Rows = Annotated[
 Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
 
 
-class Predictions(BaseModel):
-    """One label and one probability per class for every input, in request order."""
+class Prediction(BaseModel):
+    """One input's answer. A list of these is the response: the APIs are BentoML batchable APIs, whose
+    output is split back per request along the rows, so every field is per row."""
 
-    model: str = Field(description="Model-store tag that answered.")
-    class_names: list[str] = Field(description="Column order of ``probabilities``.")
-    labels: list[str] = Field(description="The most probable class of each input.")
-    probabilities: list[list[float]] = Field(description="Per input, one probability per class; sums to 1.")
+    label: str = Field(description="The most probable class.")
+    probabilities: dict[str, float] = Field(description="Probability per class name; sums to 1.")
 
-    @classmethod
-    def from_proba(cls, model: str, class_names: list[str], proba: np.ndarray) -> Predictions:
-        proba = np.asarray(proba, dtype=np.float32)
-        return cls(
-            model=model,
-            class_names=class_names,
-            labels=[class_names[i] for i in proba.argmax(axis=1)],
-            probabilities=proba.tolist(),
+
+def predictions(class_names: list[str], proba: np.ndarray) -> list[Prediction]:
+    proba = np.asarray(proba, dtype=np.float32)
+    return [
+        Prediction(
+            label=class_names[int(p.argmax())], probabilities=dict(zip(class_names, p.tolist(), strict=True))
         )
-
-
-def overloaded(model: str, max_latency_ms: int) -> JSONResponse:
-    """The 503 body when adaptive batching sheds a request: says why and what bound it hit.
-
-    BentoML's own 503 body for this case is a generic "unexpected error", so the service answers itself.
-    """
-    return JSONResponse(
-        {
-            "error": f"overloaded: the {model} model cannot answer within max_latency_ms={max_latency_ms}"
-            " at the current load; retry later",
-            "model": model,
-            "max_latency_ms": max_latency_ms,
-        },
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
+        for p in proba
+    ]

@@ -17,9 +17,11 @@ from typing import Any
 import aiohttp
 import bentoml
 from bentoml.exceptions import BentoMLException
+from starlette.responses import Response
 
-from services.classic.schemas import Predictions, Rows, Texts
+from services.classic.schemas import Prediction, Rows, Texts
 from services.classic.service import ClassicML
+from services.classic.shedding import MODEL_HEADER
 from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
@@ -49,9 +51,7 @@ class Gateway:
     classic = bentoml.depends(ClassicML)
 
     async def llm_session(self) -> aiohttp.ClientSession:
-        """The dependency client's own aiohttp session (Unix socket or TCP, as BentoML wired it).
-        BentoML has no public accessor for it; this is the one place that reaches inside."""
-        return await self.llm.to_async._session_manager.get_session()  # type: ignore[no-any-return]
+        return await _session(self.llm)
 
     async def status(self) -> dict[str, Any]:
         async def ready(dep: Any) -> dict[str, Any]:
@@ -76,12 +76,21 @@ class Gateway:
         )
 
     @bentoml.api
-    async def classify_text(self, texts: Texts) -> Predictions:
-        return await self.classic.to_async.classify_text(texts=texts)
+    async def classify_text(self, texts: Texts) -> list[Prediction]:
+        return await self._classic("/classify_text", {"texts": texts})  # type: ignore[return-value]
 
     @bentoml.api
-    async def predict_tabular(self, rows: Rows) -> Predictions:
-        return await self.classic.to_async.predict_tabular(rows=rows)
+    async def predict_tabular(self, rows: Rows) -> list[Prediction]:
+        return await self._classic("/predict_tabular", {"rows": rows})  # type: ignore[return-value]
+
+    async def _classic(self, route: str, payload: dict[str, Any]) -> Response:
+        """The classic service's answer as it gave it (validated here already): its status, body and
+        model header, so a shed request stays a 503 that names the batching bound."""
+        session = await _session(self.classic)
+        async with session.post(route, json=payload) as upstream:
+            body = await upstream.read()
+            headers = {k: upstream.headers[k] for k in (MODEL_HEADER, "retry-after") if k in upstream.headers}
+            return Response(body, upstream.status, headers, media_type="application/json")
 
     @bentoml.api
     async def generate(
@@ -111,6 +120,12 @@ class Gateway:
 
 
 mark_streaming(Gateway, "generate")
+
+
+async def _session(dependency: Any) -> aiohttp.ClientSession:
+    """A dependency client's own aiohttp session (Unix socket or TCP, as BentoML wired it).
+    BentoML has no public accessor for it; this is the one place that reaches inside."""
+    return await dependency.to_async._session_manager.get_session()  # type: ignore[no-any-return]
 
 
 def _error_message(body: str) -> str:

@@ -23,6 +23,7 @@ from sklearn.datasets import load_breast_cancer
 
 from models.train_classic import ensure_models
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
+from services.classic.shedding import MODEL_HEADER
 from tests.conftest import CLASSIC_TARGET, classic_env
 from tests.procs import BentoServer, metric_value
 
@@ -96,32 +97,39 @@ def batches(server: BentoServer, model: str) -> tuple[float, float]:
     return count, ones
 
 
-def check_predictions(body: dict, expected: np.ndarray, atol: float) -> None:
-    proba = np.asarray(body["probabilities"])
-    assert proba.shape == expected.shape
+def check_predictions(
+    response: httpx.Response, classes: list[str], expected: np.ndarray, atol: float
+) -> None:
+    """One {label, probabilities} per input, probabilities keyed by class name, in request order."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body) == len(expected) and all(set(p["probabilities"]) == set(classes) for p in body)
+    proba = np.array([[p["probabilities"][c] for c in classes] for p in body])
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(proba, expected, atol=atol)
-    assert body["labels"] == [body["class_names"][i] for i in expected.argmax(axis=1)]
+    assert [p["label"] for p in body] == [classes[i] for i in expected.argmax(axis=1)]
+
+
+TABULAR_CLASSES = ["malignant", "benign"]
 
 
 def test_tabular_one_at_a_time_equals_offline(classic_server, classic_models, offline) -> None:
     for i in (0, 1, 20, 300):
-        body = post(classic_server, "predict_tabular", rows=[FEATURES[i].tolist()]).json()
-        assert body["model"] == str(classic_models["tabular"].tag)
-        assert body["class_names"] == ["malignant", "benign"]
-        check_predictions(body, expected_tabular(offline[1], FEATURES[i : i + 1]), atol=1e-6)
-    many = post(classic_server, "predict_tabular", rows=FEATURES[:16].tolist()).json()
-    check_predictions(many, expected_tabular(offline[1], FEATURES[:16]), atol=1e-6)
+        response = post(classic_server, "predict_tabular", rows=[FEATURES[i].tolist()])
+        assert response.headers[MODEL_HEADER] == str(classic_models["tabular"].tag)
+        check_predictions(response, TABULAR_CLASSES, expected_tabular(offline[1], FEATURES[i : i + 1]), 1e-6)
+    many = post(classic_server, "predict_tabular", rows=FEATURES[:16].tolist())
+    check_predictions(many, TABULAR_CLASSES, expected_tabular(offline[1], FEATURES[:16]), atol=1e-6)
 
 
 def test_tabular_burst_is_batched_and_equals_offline(classic_server, offline) -> None:
     rows = FEATURES[:64]
+    expected = expected_tabular(offline[1], rows)
     for _attempt in range(3):  # the first burst may still be the dispatcher's warm-up
         before = batches(classic_server, "tabular")
         responses = burst(classic_server, "predict_tabular", [{"rows": [r.tolist()]} for r in rows])
-        assert [r.status_code for r in responses] == [200] * len(rows)
-        got = np.concatenate([r.json()["probabilities"] for r in responses])
-        np.testing.assert_allclose(got, expected_tabular(offline[1], rows), atol=1e-6)
+        for i, response in enumerate(responses):  # each request gets its own row's answer back
+            check_predictions(response, TABULAR_CLASSES, expected[i : i + 1], atol=1e-6)
         after = batches(classic_server, "tabular")
         calls, single = after[0] - before[0], after[1] - before[1]
         if calls < len(rows) and single < calls:
@@ -133,27 +141,24 @@ def test_text_one_at_a_time_and_burst_equal_offline(
     classic_server, offline, reference_model, classic_models
 ) -> None:
     texts = unique_texts(24)
+    classes = [str(c) for c in offline[0].classes_]
+    assert len(classes) == 8
     expected = offline[0].predict_proba(reference_model.encode(texts, convert_to_numpy=True))
     for i in range(3):
-        body = post(classic_server, "classify_text", texts=[texts[i]]).json()
-        assert body["model"] == str(classic_models["text"].tag)
-        assert body["class_names"] == sorted(body["class_names"]) and len(body["class_names"]) == 8
-        check_predictions(body, expected[i : i + 1], atol=1e-4)
+        response = post(classic_server, "classify_text", texts=[texts[i]])
+        assert response.headers[MODEL_HEADER] == str(classic_models["text"].tag)
+        check_predictions(response, classes, expected[i : i + 1], atol=1e-4)
     before = batches(classic_server, "text")
     responses = burst(classic_server, "classify_text", [{"texts": [t]} for t in texts[3:]])
-    assert [r.status_code for r in responses] == [200] * 21
-    check_predictions(
-        {**responses[0].json(), "probabilities": [p for r in responses for p in r.json()["probabilities"]],
-         "labels": [lab for r in responses for lab in r.json()["labels"]]},
-        expected[3:], atol=1e-4,
-    )  # fmt: skip
+    for i, response in enumerate(responses, start=3):
+        check_predictions(response, classes, expected[i : i + 1], atol=1e-4)
     after = batches(classic_server, "text")
     assert after[0] - before[0] < 21, "21 concurrent texts should share embedding calls"
 
 
 def test_topics_are_the_expected_families(classic_server) -> None:
     body = post(classic_server, "classify_text", texts=TOPICS).json()
-    assert body["labels"][:3] == ["network", "numbers", "concurrency"]
+    assert [p["label"] for p in body[:3]] == ["network", "numbers", "concurrency"]
 
 
 def test_repeated_texts_hit_the_shared_embedding_cache(classic_server) -> None:
@@ -167,8 +172,9 @@ def test_repeated_texts_hit_the_shared_embedding_cache(classic_server) -> None:
     before = hits()
     second = post(classic_server, "classify_text", texts=texts).json()
     assert hits() - before == len(texts)
-    assert second["labels"] == first["labels"]
-    np.testing.assert_allclose(second["probabilities"], first["probabilities"], atol=1e-6)
+    assert [p["label"] for p in second] == [p["label"] for p in first]
+    for again, once in zip(second, first, strict=True):
+        assert again["probabilities"] == pytest.approx(once["probabilities"], abs=1e-6)
     metrics = httpx.get(f"{classic_server.url}/metrics").text
     assert (metric_value(metrics, "infstack_classic_embedding_texts_total", source="cache") or 0) >= 5
 
@@ -211,6 +217,17 @@ def test_bad_input_is_a_400_naming_field_and_limit(classic_server, api, payload,
     assert any(d["loc"] == loc and needle in d["msg"] for d in details), details
 
 
+def test_a_bad_request_in_a_burst_fails_alone(classic_server, offline) -> None:
+    """Validation is per request, before the dispatcher merges rows: batch-mates are unaffected."""
+    payloads = [{"rows": [r.tolist()]} for r in FEATURES[:16]]
+    payloads.insert(7, {"rows": [row(width=29)]})
+    responses = burst(classic_server, "predict_tabular", payloads)
+    assert responses.pop(7).status_code == 400
+    expected = expected_tabular(offline[1], FEATURES[:16])
+    for i, response in enumerate(responses):
+        check_predictions(response, TABULAR_CLASSES, expected[i : i + 1], atol=1e-6)
+
+
 def test_info_states_accuracy_and_source(classic_server) -> None:
     info = post(classic_server, "info").json()
     assert info["text"]["accuracy"] > 0.7 and "stdlib_docstrings.csv" in info["text"]["source"]
@@ -230,9 +247,11 @@ def test_overload_is_a_fast_503_naming_the_bound(overload_server: Future[BentoSe
     started = time.monotonic()
     responses = burst(server, "predict_tabular", [{"rows": [r.tolist()]} for r in FEATURES[:200]], 30)
     elapsed = time.monotonic() - started
+    metrics = httpx.get(f"{server.url}/metrics").text
     server.stop()
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503} and codes.count(503) > 0, codes
+    assert metric_value(metrics, "infstack_classic_overloaded_total", model="tabular") == codes.count(503)
     assert elapsed < 30
     shed = next(r for r in responses if r.status_code == 503)
     assert shed.json()["max_latency_ms"] == 1 and "overloaded" in shed.json()["error"]

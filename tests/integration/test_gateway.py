@@ -29,6 +29,7 @@ from langchain_openai import ChatOpenAI
 from sklearn.datasets import load_breast_cancer
 
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
+from services.classic.shedding import MODEL_HEADER
 from services.embedding.langchain import InferenceStackEmbeddings
 from tests.conftest import TINY_LLM
 from tests.procs import BentoServer, process_tree
@@ -182,6 +183,8 @@ def offline(classic_models: dict, reference_model):
     def classify(texts: list[str]) -> np.ndarray:
         return text.predict_proba(embed(texts))
 
+    classify.classes = [str(c) for c in text.classes_]  # type: ignore[attr-defined]  # column order
+
     def tabular(rows: np.ndarray) -> np.ndarray:
         p = booster.inplace_predict(rows.astype(np.float32))
         return np.column_stack([1 - p, p])
@@ -252,20 +255,29 @@ def test_bentoml_clients_stream_generate_pieces(gateway: str) -> None:
     assert "".join(asyncio.run(pieces())) == expected
 
 
-def check_typed_answers(embedded: dict, classified: dict, predicted: dict, texts: list[str], offline) -> None:
+TABULAR_CLASSES = ["malignant", "benign"]
+
+
+def probabilities(predictions: list[dict], classes: list[str]) -> np.ndarray:
+    """The per-row answers as one (rows, classes) array, columns in ``classes`` order."""
+    assert all(set(p["probabilities"]) == set(classes) for p in predictions)
+    return np.array([[p["probabilities"][c] for c in classes] for p in predictions])
+
+
+def check_typed_answers(embedded: dict, classified: list, predicted: list, texts: list[str], offline) -> None:
     embed, classify, tabular = offline
     assert (embedded["model"], embedded["dimension"], embedded["cache_hits"]) == ("all-MiniLM-L6-v2", 384, 0)
     np.testing.assert_allclose(np.float32(embedded["embeddings"]), embed(texts), atol=1e-5)
 
     expected = classify(TOPICS)
-    assert classified["labels"] == [classified["class_names"][i] for i in expected.argmax(axis=1)]
-    assert classified["labels"] == ["network", "numbers", "concurrency"]
-    np.testing.assert_allclose(classified["probabilities"], expected, atol=1e-4)
+    labels = [p["label"] for p in classified]
+    assert labels == [classify.classes[i] for i in expected.argmax(axis=1)]
+    assert labels == ["network", "numbers", "concurrency"]
+    np.testing.assert_allclose(probabilities(classified, classify.classes), expected, atol=1e-4)
 
     expected = tabular(ROWS)
-    assert predicted["class_names"] == ["malignant", "benign"]
-    assert predicted["labels"] == [predicted["class_names"][i] for i in expected.argmax(axis=1)]
-    np.testing.assert_allclose(predicted["probabilities"], expected, atol=1e-5)
+    assert [p["label"] for p in predicted] == [TABULAR_CLASSES[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose(probabilities(predicted, TABULAR_CLASSES), expected, atol=1e-5)
 
 
 def test_sync_client_embeds_classifies_and_predicts(gateway: str, offline, classic_models: dict) -> None:
@@ -276,8 +288,10 @@ def test_sync_client_embeds_classifies_and_predicts(gateway: str, offline, class
         predicted = sync.predict_tabular(rows=ROWS.tolist())
         again = sync.embed(texts=texts)
     check_typed_answers(embedded, classified, predicted, texts, offline)
-    assert classified["model"] == str(classic_models["text"].tag)
-    assert predicted["model"] == str(classic_models["tabular"].tag)
+    for route, model in (("/classify_text", "text"), ("/predict_tabular", "tabular")):
+        payload = {"texts": TOPICS} if model == "text" else {"rows": ROWS.tolist()}
+        response = httpx.post(gateway + route, json=payload, timeout=60)
+        assert response.headers[MODEL_HEADER] == str(classic_models[model].tag)
     assert again["cache_hits"] == 3 and again["embeddings"] == embedded["embeddings"]
 
 
@@ -459,13 +473,11 @@ def test_200_concurrent_requests_through_the_gateway_all_succeed(
     vectors = np.float32([a["embeddings"][0] for a in answers["/embed"]])
     np.testing.assert_allclose(vectors, embed([p["texts"][0] for p in sent["/embed"]]), atol=1e-5)
     expected = classify([p["texts"][0] for p in sent["/classify_text"]])
-    np.testing.assert_allclose(
-        [a["probabilities"][0] for a in answers["/classify_text"]], expected, atol=1e-4
-    )
+    got = probabilities([a[0] for a in answers["/classify_text"]], classify.classes)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
     expected = tabular(np.array([p["rows"][0] for p in sent["/predict_tabular"]]))
-    np.testing.assert_allclose(
-        [a["probabilities"][0] for a in answers["/predict_tabular"]], expected, atol=1e-5
-    )
+    got = probabilities([a[0] for a in answers["/predict_tabular"]], TABULAR_CLASSES)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
     assert all(a["choices"][0]["finish_reason"] == "length" for a in answers["/v1/completions"])
 
     with gateway_server.log_path.open("rb") as log:

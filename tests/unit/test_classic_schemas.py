@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from services.classic.schemas import Predictions, Rows, Texts, overloaded
+from services.classic.schemas import Rows, Texts, predictions
+from services.classic.shedding import overloaded
 from services.settings import get_settings
 
 LIMITS = get_settings().classic
@@ -65,10 +66,10 @@ def test_bad_texts_name_the_text_and_the_limit(value: object, loc: tuple, needle
 
 def test_predictions_label_each_row_by_its_most_probable_class() -> None:
     proba = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
-    body = Predictions.from_proba("m:1", ["a", "b", "c"], proba)
-    assert body.labels == ["b", "a"]
-    assert body.class_names == ["a", "b", "c"]
-    np.testing.assert_array_equal(np.float32(body.probabilities), proba)
+    rows = predictions(["a", "b", "c"], proba)
+    assert [r.label for r in rows] == ["b", "a"]
+    assert all(list(r.probabilities) == ["a", "b", "c"] for r in rows)
+    np.testing.assert_array_equal(np.float32([list(r.probabilities.values()) for r in rows]), proba)
 
 
 def test_overload_response_is_503_and_names_the_bound() -> None:

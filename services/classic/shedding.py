@@ -1,0 +1,86 @@
+"""What a client of a batchable API sees when adaptive batching sheds its request.
+
+BentoML's dispatcher refuses a request it predicts would miss ``max_latency_ms`` by raising
+``ServiceUnavailable`` outside the API function, and BentoML answers that with a generic
+"unexpected error" body. This ASGI middleware, on the batchable routes only, replaces that body with
+one that names the model and the bound, adds ``Retry-After``, and counts the refusal. It also stamps
+every answer of those routes with the model-store tag that produced it (a batchable API's body is a
+per-row list, so the tag travels in a header).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import bentoml
+from starlette.responses import JSONResponse
+
+from services import metrics
+
+MODEL_HEADER = "x-infstack-model"
+
+Message = MutableMapping[str, Any]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class BatchedRoute:
+    model: str  # "text" or "tabular": the metrics label, and the service attribute holding the model
+    max_latency_ms: int
+
+
+def overloaded(model: str, max_latency_ms: int) -> JSONResponse:
+    """The 503 body when adaptive batching sheds a request: says why and what bound it hit."""
+    return JSONResponse(
+        {
+            "error": f"overloaded: the {model} model cannot answer within max_latency_ms={max_latency_ms}"
+            " at the current load; retry later",
+            "model": model,
+            "max_latency_ms": max_latency_ms,
+        },
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+class ShedMessage:
+    """Pure ASGI (no per-chunk wrapper cost on other routes): ``routes`` maps a path to its model."""
+
+    def __init__(self, app: Any, routes: dict[str, BatchedRoute]) -> None:
+        self.app = app
+        self.routes = routes
+        self._tags: dict[str, bytes] = {}
+
+    def _tag(self, model: str) -> bytes:
+        # Resolved on first use: the service instance (and its ``latest`` tags) exists only by then.
+        if model not in self._tags:
+            self._tags[model] = str(getattr(bentoml.get_current_service(), model).tag).encode()
+        return self._tags[model]
+
+    async def __call__(self, scope: Message, receive: Any, send: Send) -> None:
+        route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        shed = False
+
+        async def send_with_tag(message: Message) -> None:
+            nonlocal shed
+            if message["type"] == "http.response.start":
+                if message["status"] == 503:
+                    shed = True  # drop BentoML's body; ours goes out once its body has ended
+                    return
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (MODEL_HEADER.encode(), self._tag(route.model)),
+                ]
+            elif shed:
+                if not message.get("more_body", False):
+                    metrics.CLASSIC_OVERLOADED.labels(route.model).inc()
+                    await overloaded(route.model, route.max_latency_ms)(scope, receive, send)
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_with_tag)
