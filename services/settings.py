@@ -54,7 +54,9 @@ class EmbeddingSettings(_Section):
     device: str = Field(default="cpu", description="Torch device of the embedding model (cpu, cuda, cuda:1).")
     max_texts: int = Field(default=256, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(default=8192, ge=1, description="Longest text, in characters.")
-    max_batch_size: int = Field(default=64, ge=1, description="Most texts per model call.")
+    max_batch_size: int = Field(
+        default=64, ge=2, description="Most texts per model call (BentoML's minimum is 2)."
+    )
     max_latency_ms: int = Field(
         default=10_000,
         ge=1,

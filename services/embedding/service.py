@@ -29,7 +29,8 @@ CONFIG = SETTINGS.embedding
 @bentoml.service(
     name="embedding_cache",
     workers=CONFIG.workers,
-    resources={"cpu": "2"},
+    # A cuda device needs a GPU where the service is placed (BentoCloud, or BentoML's GPU allocator).
+    resources={"gpu": 1} if CONFIG.device.startswith("cuda") else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     # Callers reach this service through BentoML's service client; see docs/ARCHITECTURE.md.
     runner_connection={"max_requests": 10**9, "max_age": 1e9},
