@@ -17,7 +17,7 @@ import numpy as np
 from services import metrics
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
-from services.embedding.lookup import CachedEmbedder, normalized, to_base64
+from services.embedding.lookup import CachedEmbedder, from_base64, normalized, to_base64
 from services.embedding.model import load_sentence_model
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.settings import get_settings
@@ -74,9 +74,10 @@ class EmbeddingCache:
         }
 
     @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """The batched model call, and nothing else."""
-        return self._run_model(texts)
+    def encode(self, texts: list[str]) -> list[str]:
+        """The batched model call: one base64 float32 vector per text. Misses reach it through
+        BentoML's JSON self-call, where 384 floats per text as JSON numbers cost more than the GPU."""
+        return to_base64(self._run_model(texts))
 
     async def _encode_misses(self, texts: list[str]) -> np.ndarray:
         """A chunk that is already a full batch goes straight to the model: batching cannot improve
@@ -85,7 +86,7 @@ class EmbeddingCache:
         Partial chunks go through adaptive batching, where they can share a model call."""
         if len(texts) >= CONFIG.max_batch_size:
             return await asyncio.to_thread(self._run_model, texts)
-        return await self.to_async.encode(texts)  # type: ignore[attr-defined,no-any-return]
+        return from_base64(await self.to_async.encode(texts))  # type: ignore[attr-defined]
 
     def _run_model(self, texts: list[str]) -> np.ndarray:
         with self._model_lock:
