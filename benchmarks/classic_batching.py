@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import httpx
@@ -47,7 +49,7 @@ from benchmarks.common import (
     write_result,
 )
 from models.train_classic import ensure_models, load_text_dataset
-from services.settings import get_settings
+from services.settings import load_settings
 from tests.procs import BentoServer, metric_value
 
 NAME = "classic_batching"
@@ -267,7 +269,9 @@ def main() -> None:
     parser.add_argument("--name", default=NAME, help="result file name under benchmarks/results/")
     args = parser.parse_args()
     extra_env = dict(e.split("=", 1) for e in args.env)
-    defaults = get_settings().classic
+    with mock.patch.dict(os.environ, extra_env):  # what the servers run with, recorded as such
+        served = load_settings()
+    defaults = served.classic
     bounds = {"tabular": defaults.tabular_max_latency_ms, "text": defaults.text_max_latency_ms}
     models = ensure_models()
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
@@ -285,7 +289,7 @@ def main() -> None:
             "on": defaults.model_dump(),
             "off": OFF,
             "every_server": extra_env,
-            "embedding": get_settings().embedding.model_dump(),
+            "embedding": served.embedding.model_dump(),
         },
         "models": {
             k: {"tag": str(m.tag), "accuracy": m.info.metadata["accuracy"]} for k, m in models.items()

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.procs import BentoServer, RedisServer, free_port
@@ -206,3 +207,14 @@ def built_bento(session_dir: Path, tiny_llm: str, classic_models: dict) -> tuple
     assert done.returncode == 0, done.stdout + done.stderr
     tag = done.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
     return home, tag
+
+
+# --- classic-ML answers ----------------------------------------------------------------------------
+TABULAR_CLASSES = ["malignant", "benign"]
+
+
+def class_probabilities(answers: list[dict], classes: list[str]) -> np.ndarray:
+    """Per-row answers ({label, probabilities by class}) as one (rows, classes) array, columns in
+    ``classes`` order; every answer must name exactly those classes."""
+    assert all(set(a["probabilities"]) == set(classes) for a in answers)
+    return np.array([[a["probabilities"][c] for c in classes] for a in answers])

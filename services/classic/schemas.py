@@ -44,6 +44,7 @@ class Prediction(BaseModel):
 
 
 def predictions(class_names: list[str], proba: np.ndarray) -> list[Prediction]:
+    """Rows of a (n, classes) probability array as answers; the column order is ``class_names``."""
     proba = np.asarray(proba, dtype=np.float32)
     return [
         Prediction(

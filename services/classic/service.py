@@ -13,11 +13,15 @@ that names the bound (``shedding.py``).
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
+import aiohttp
 import bentoml
+from bentoml.exceptions import BentoMLException
 
 from services.classic.models import TabularClassifier, TextClassifier, fetch_embeddings, observed_batch
 from services.classic.schemas import Prediction, Rows, Texts, predictions
-from services.classic.shedding import BatchedRoute, ShedMessage
+from services.classic.shedding import BatchedRoute, DependencyUnavailable, ShedMessage
 from services.embedding.service import EmbeddingCache
 from services.settings import get_settings
 
@@ -75,9 +79,16 @@ class ClassicML:
         """The topic family (text, files, network, ...) of each text. One embedding request and one
         classifier call per batch."""
         with observed_batch("text", len(texts)):
-            vectors = await fetch_embeddings(
-                self.embedding.to_async.embed, texts, SETTINGS.embedding.max_texts
-            )
+            try:
+                vectors = await fetch_embeddings(
+                    self.embedding.to_async.embed, texts, SETTINGS.embedding.max_texts
+                )
+            except aiohttp.ClientError as exc:  # not answering at all
+                raise DependencyUnavailable(f"embedding_cache: {exc}") from exc
+            except BentoMLException as exc:
+                if exc.error_code >= HTTPStatus.INTERNAL_SERVER_ERROR:  # its 503 is not our shed
+                    raise DependencyUnavailable(f"embedding_cache: {exc}") from exc
+                raise
             return predictions(self.text.class_names, self.text.predict_proba(vectors))
 
     @bentoml.api(
@@ -95,7 +106,7 @@ class ClassicML:
 ClassicML.add_asgi_middleware(
     ShedMessage,
     routes={
-        "/classify_text": BatchedRoute("text", CONFIG.text_max_latency_ms),
+        "/classify_text": BatchedRoute("text", CONFIG.text_max_latency_ms, dependency="embedding_cache"),
         "/predict_tabular": BatchedRoute("tabular", CONFIG.tabular_max_latency_ms),
     },
 )

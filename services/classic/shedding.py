@@ -1,4 +1,4 @@
-"""What a client of a batchable API sees when adaptive batching sheds its request.
+"""What a client of a batchable API sees when adaptive batching sheds its request (or a dependency fails).
 
 BentoML's dispatcher refuses a request it predicts would miss ``max_latency_ms`` by raising
 ``ServiceUnavailable`` outside the API function, and BentoML answers that with a generic
@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import bentoml
+from bentoml.exceptions import BentoMLException
 from starlette.responses import JSONResponse
 
 from services import metrics
@@ -27,8 +29,18 @@ Send = Callable[[Message], Awaitable[None]]
 
 @dataclass(frozen=True)
 class BatchedRoute:
+    """What the middleware needs to word a batched route's errors."""
+
     model: str  # "text" or "tabular": the metrics label, and the service attribute holding the model
     max_latency_ms: int
+    dependency: str | None = None  # the service whose failure becomes this route's 502
+
+
+class DependencyUnavailable(BentoMLException):
+    """Raised by an API whose dependency refused (503) or failed: a 502, not our overload, so the
+    middleware does not report a batching bound that was never hit."""
+
+    error_code = HTTPStatus.BAD_GATEWAY
 
 
 def overloaded(model: str, max_latency_ms: int) -> JSONResponse:
@@ -45,8 +57,21 @@ def overloaded(model: str, max_latency_ms: int) -> JSONResponse:
     )
 
 
+def dependency_failed(dependency: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": f"the {dependency} service is unavailable or overloaded; retry later",
+            "dependency": dependency,
+        },
+        status_code=502,
+        headers={"Retry-After": "1"},
+    )
+
+
 class ShedMessage:
-    """Pure ASGI (no per-chunk wrapper cost on other routes): ``routes`` maps a path to its model."""
+    """Pure ASGI (no per-chunk wrapper cost on other routes): ``routes`` maps a path to its model.
+    BentoML words every 5xx as "unexpected error"; on these routes a 503 is the dispatcher's shed
+    and a 502 a failed dependency, so both get a body that says so (BentoML's headers are kept)."""
 
     def __init__(self, app: Any, routes: dict[str, BatchedRoute]) -> None:
         self.app = app
@@ -59,28 +84,39 @@ class ShedMessage:
             self._tags[model] = str(getattr(bentoml.get_current_service(), model).tag).encode()
         return self._tags[model]
 
+    def _replacement(self, status: int, route: BatchedRoute) -> JSONResponse | None:
+        if status == 503:
+            metrics.CLASSIC_OVERLOADED.labels(route.model).inc()
+            return overloaded(route.model, route.max_latency_ms)
+        if status == 502 and route.dependency is not None:
+            return dependency_failed(route.dependency)
+        return None
+
     async def __call__(self, scope: Message, receive: Any, send: Send) -> None:
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
         if route is None:
             await self.app(scope, receive, send)
             return
-        shed = False
+        replacement: JSONResponse | None = None
 
         async def send_with_tag(message: Message) -> None:
-            nonlocal shed
+            nonlocal replacement
             if message["type"] == "http.response.start":
-                if message["status"] == 503:
-                    shed = True  # drop BentoML's body; ours goes out once its body has ended
-                    return
+                if (replacement := self._replacement(message["status"], route)) is not None:
+                    kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _BODY_HEADERS]
+                    replacement.raw_headers = [*kept, *replacement.raw_headers]
+                    return  # BentoML's body is dropped; ours goes out once its body has ended
                 message["headers"] = [
                     *message.get("headers", []),
                     (MODEL_HEADER.encode(), self._tag(route.model)),
                 ]
-            elif shed:
+            elif replacement is not None:
                 if not message.get("more_body", False):
-                    metrics.CLASSIC_OVERLOADED.labels(route.model).inc()
-                    await overloaded(route.model, route.max_latency_ms)(scope, receive, send)
+                    await replacement(scope, receive, send)
                 return
             await send(message)
 
         await self.app(scope, receive, send_with_tag)
+
+
+_BODY_HEADERS = (b"content-length", b"content-type")

@@ -1,8 +1,8 @@
 """EmbeddingCache: sentence-transformers embeddings, computed once.
 
-``embed`` answers hits from the store without touching the model; misses go to ``encode`` through
-BentoML's adaptive batching (under ``bentoml serve`` ``self.to_async.encode`` passes the batching
-dispatcher), so misses of concurrent requests share model calls.
+``embed`` answers hits from the store without touching the model; misses go to the batchable ``encode``
+through ``self.to_async.encode`` (under ``bentoml serve``, BentoML's in-process JSON self-call, which
+passes the batching dispatcher), so misses of concurrent requests share model calls.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from services.classic.schemas import Prediction, Rows, Texts
 from services.classic.service import ClassicML
-from services.classic.shedding import MODEL_HEADER
+from services.classic.shedding import MODEL_HEADER, dependency_failed
 from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
@@ -87,10 +87,15 @@ class Gateway:
         """The classic service's answer as it gave it (validated here already): its status, body and
         model header, so a shed request stays a 503 that names the batching bound."""
         session = await _session(self.classic)
-        async with session.post(route, json=payload) as upstream:
-            body = await upstream.read()
-            headers = {k: upstream.headers[k] for k in (MODEL_HEADER, "retry-after") if k in upstream.headers}
-            return Response(body, upstream.status, headers, media_type="application/json")
+        try:
+            async with session.post(route, json=payload) as upstream:
+                body = await upstream.read()
+                headers = {
+                    k: upstream.headers[k] for k in (MODEL_HEADER, "retry-after") if k in upstream.headers
+                }
+                return Response(body, upstream.status, headers, media_type="application/json")
+        except aiohttp.ClientError:
+            return dependency_failed("classic_ml")
 
     @bentoml.api
     async def generate(

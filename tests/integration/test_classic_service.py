@@ -24,7 +24,7 @@ from sklearn.datasets import load_breast_cancer
 from models.train_classic import ensure_models
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
 from services.classic.shedding import MODEL_HEADER
-from tests.conftest import CLASSIC_TARGET, classic_env
+from tests.conftest import CLASSIC_TARGET, TABULAR_CLASSES, class_probabilities, classic_env
 from tests.procs import BentoServer, metric_value
 
 pytestmark = pytest.mark.integration
@@ -103,14 +103,11 @@ def check_predictions(
     """One {label, probabilities} per input, probabilities keyed by class name, in request order."""
     assert response.status_code == 200, response.text
     body = response.json()
-    assert len(body) == len(expected) and all(set(p["probabilities"]) == set(classes) for p in body)
-    proba = np.array([[p["probabilities"][c] for c in classes] for p in body])
+    assert len(body) == len(expected)
+    proba = class_probabilities(body, classes)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(proba, expected, atol=atol)
     assert [p["label"] for p in body] == [classes[i] for i in expected.argmax(axis=1)]
-
-
-TABULAR_CLASSES = ["malignant", "benign"]
 
 
 def test_tabular_one_at_a_time_equals_offline(classic_server, classic_models, offline) -> None:

@@ -31,7 +31,7 @@ from sklearn.datasets import load_breast_cancer
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
 from services.classic.shedding import MODEL_HEADER
 from services.embedding.langchain import InferenceStackEmbeddings
-from tests.conftest import TINY_LLM
+from tests.conftest import TABULAR_CLASSES, TINY_LLM, class_probabilities
 from tests.procs import BentoServer, process_tree
 
 pytestmark = pytest.mark.integration
@@ -255,15 +255,6 @@ def test_bentoml_clients_stream_generate_pieces(gateway: str) -> None:
     assert "".join(asyncio.run(pieces())) == expected
 
 
-TABULAR_CLASSES = ["malignant", "benign"]
-
-
-def probabilities(predictions: list[dict], classes: list[str]) -> np.ndarray:
-    """The per-row answers as one (rows, classes) array, columns in ``classes`` order."""
-    assert all(set(p["probabilities"]) == set(classes) for p in predictions)
-    return np.array([[p["probabilities"][c] for c in classes] for p in predictions])
-
-
 def check_typed_answers(embedded: dict, classified: list, predicted: list, texts: list[str], offline) -> None:
     embed, classify, tabular = offline
     assert (embedded["model"], embedded["dimension"], embedded["cache_hits"]) == ("all-MiniLM-L6-v2", 384, 0)
@@ -273,11 +264,11 @@ def check_typed_answers(embedded: dict, classified: list, predicted: list, texts
     labels = [p["label"] for p in classified]
     assert labels == [classify.classes[i] for i in expected.argmax(axis=1)]
     assert labels == ["network", "numbers", "concurrency"]
-    np.testing.assert_allclose(probabilities(classified, classify.classes), expected, atol=1e-4)
+    np.testing.assert_allclose(class_probabilities(classified, classify.classes), expected, atol=1e-4)
 
     expected = tabular(ROWS)
     assert [p["label"] for p in predicted] == [TABULAR_CLASSES[i] for i in expected.argmax(axis=1)]
-    np.testing.assert_allclose(probabilities(predicted, TABULAR_CLASSES), expected, atol=1e-5)
+    np.testing.assert_allclose(class_probabilities(predicted, TABULAR_CLASSES), expected, atol=1e-5)
 
 
 def test_sync_client_embeds_classifies_and_predicts(gateway: str, offline, classic_models: dict) -> None:
@@ -473,10 +464,10 @@ def test_200_concurrent_requests_through_the_gateway_all_succeed(
     vectors = np.float32([a["embeddings"][0] for a in answers["/embed"]])
     np.testing.assert_allclose(vectors, embed([p["texts"][0] for p in sent["/embed"]]), atol=1e-5)
     expected = classify([p["texts"][0] for p in sent["/classify_text"]])
-    got = probabilities([a[0] for a in answers["/classify_text"]], classify.classes)
+    got = class_probabilities([a[0] for a in answers["/classify_text"]], classify.classes)
     np.testing.assert_allclose(got, expected, atol=1e-4)
     expected = tabular(np.array([p["rows"][0] for p in sent["/predict_tabular"]]))
-    got = probabilities([a[0] for a in answers["/predict_tabular"]], TABULAR_CLASSES)
+    got = class_probabilities([a[0] for a in answers["/predict_tabular"]], TABULAR_CLASSES)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert all(a["choices"][0]["finish_reason"] == "length" for a in answers["/v1/completions"])
 

@@ -192,3 +192,15 @@ def test_split_refuses_bad_input_like_the_single_process(
     one, other = post(gateway_server, route, **payload), post(split["inference_stack"], route, **payload)
     assert (one.status_code, other.status_code) == (400, 400)
     assert other.json() == one.json()
+
+
+def test_embedding_outage_is_a_502_naming_it_while_tabular_answers(split: dict[str, BentoServer]) -> None:
+    """A real outage, last in this module: the embedding-cache process is stopped. Text requests fail
+    with a 502 that names the service (not an 'overloaded' 503, not a hang); tabular keeps answering,
+    directly and through the gateway."""
+    split["embedding_cache"].stop()
+    for server in (split["classic_ml"], split["inference_stack"]):
+        text = post(server, "/classify_text", texts=unique(TOPICS[0], 1))
+        assert text.status_code == 502, text.text
+        assert "embedding_cache" in text.json()["error"] and text.headers["retry-after"] == "1"
+        assert post(server, "/predict_tabular", rows=ROWS).status_code == 200

@@ -9,7 +9,6 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from services.classic.schemas import Rows, Texts, predictions
-from services.classic.shedding import overloaded
 from services.settings import get_settings
 
 LIMITS = get_settings().classic
@@ -70,10 +69,3 @@ def test_predictions_label_each_row_by_its_most_probable_class() -> None:
     assert [r.label for r in rows] == ["b", "a"]
     assert all(list(r.probabilities) == ["a", "b", "c"] for r in rows)
     np.testing.assert_array_equal(np.float32([list(r.probabilities.values()) for r in rows]), proba)
-
-
-def test_overload_response_is_503_and_names_the_bound() -> None:
-    response = overloaded("tabular", 250)
-    body = json.loads(response.body)
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
-    assert body["max_latency_ms"] == 250 and "max_latency_ms=250" in body["error"]
