@@ -19,6 +19,7 @@ import aiohttp
 import bentoml
 from bentoml.exceptions import BentoMLException
 
+from services.answer_on_error import AnswerOnError
 from services.classic.models import TabularClassifier, TextClassifier, fetch_embeddings, observed_batch
 from services.classic.schemas import Prediction, Rows, Texts, predictions
 from services.classic.shedding import BatchedRoute, DependencyUnavailable, ShedMessage
@@ -110,3 +111,6 @@ ClassicML.add_asgi_middleware(
         "/predict_tabular": BatchedRoute("tabular", CONFIG.tabular_max_latency_ms),
     },
 )
+
+
+ClassicML.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise

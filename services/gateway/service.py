@@ -19,6 +19,7 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 from starlette.responses import Response
 
+from services.answer_on_error import AnswerOnError
 from services.classic.schemas import Prediction, Rows, Texts
 from services.classic.service import ClassicML
 from services.classic.shedding import MODEL_HEADER, dependency_failed
@@ -125,6 +126,7 @@ class Gateway:
 
 
 mark_streaming(Gateway, "generate")
+Gateway.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise
 
 
 async def _session(dependency: Any) -> aiohttp.ClientSession:
