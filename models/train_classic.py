@@ -97,11 +97,17 @@ def fit_tabular_classifier() -> tuple[TabularClassifier, float, int]:
     return model, accuracy, len(x_train)
 
 
-def _existing(tag: str) -> bentoml.Model | None:
+def _reusable(kind: str, tag: str, force: bool, log: Log) -> bentoml.Model | None:
+    """The stored model with this exact fingerprint (data, parameters, seed, library versions), unless
+    retraining is forced: the same inputs train the same model, so it is not trained twice."""
+    if force:
+        return None
     try:
-        return bentoml.models.get(tag)
+        found = bentoml.models.get(tag)
     except NotFound:
         return None
+    log(f"[{kind}] {tag} is in the model store (accuracy {found.info.metadata['accuracy']:.3f}); reusing it")
+    return found
 
 
 def ensure_text_model(
@@ -110,10 +116,7 @@ def ensure_text_model(
     texts, labels = load_text_dataset()
     version = fingerprint(_sha256(DATA_PATH), TEXT_PARAMS, SEED, embedding_model, sklearn.__version__)
     tag = f"{name}:{version}"
-    if not force and (found := _existing(tag)) is not None:
-        log(
-            f"[text] {tag} is in the model store (accuracy {found.info.metadata['accuracy']:.3f}); reusing it"
-        )
+    if (found := _reusable("text", tag, force, log)) is not None:
         return found
     started = time.perf_counter()
     log(f"[text] loading {embedding_model}")
@@ -140,10 +143,7 @@ def ensure_text_model(
 def ensure_tabular_model(name: str, force: bool = False, log: Log = print) -> bentoml.Model:
     version = fingerprint(TABULAR_PARAMS, SEED, xgb.__version__, sklearn.__version__)
     tag = f"{name}:{version}"
-    if not force and (found := _existing(tag)) is not None:
-        log(
-            f"[tabular] {tag} is in the model store (accuracy {found.info.metadata['accuracy']:.3f}); reusing it"
-        )
+    if (found := _reusable("tabular", tag, force, log)) is not None:
         return found
     started = time.perf_counter()
     log("[tabular] training XGBoost on load_breast_cancer")
