@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,3 +219,23 @@ def class_probabilities(answers: list[dict], classes: list[str]) -> np.ndarray:
     ``classes`` order; every answer must name exactly those classes."""
     assert all(set(a["probabilities"]) == set(classes) for a in answers)
     return np.array([[a["probabilities"][c] for c in classes] for a in answers])
+
+
+# --- OpenAI chat through any deployment ------------------------------------------------------------
+CHAT = [{"role": "user", "content": "Say something."}]
+
+
+def check_chat_and_stream(client: Any) -> None:
+    """A chat completion, then the same chat streamed with usage: same text, same token count. Run
+    against the LLM service and through the gateway, so both answer alike."""
+    chat = client.chat.completions.create(model=TINY_LLM, messages=CHAT, max_tokens=6, temperature=0)
+    assert chat.choices[0].message.role == "assistant"
+    assert chat.usage is not None and chat.usage.completion_tokens == 6
+    stream = client.chat.completions.create(
+        model=TINY_LLM, messages=CHAT, max_tokens=6, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == chat.choices[0].message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6

@@ -31,7 +31,7 @@ from sklearn.datasets import load_breast_cancer
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
 from services.classic.shedding import MODEL_HEADER
 from services.embedding.langchain import InferenceStackEmbeddings
-from tests.conftest import TABULAR_CLASSES, TINY_LLM, class_probabilities
+from tests.conftest import CHAT, TABULAR_CLASSES, TINY_LLM, check_chat_and_stream, class_probabilities
 from tests.procs import BentoServer, process_tree
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,6 @@ TOPICS = [
     "Wait until the lock is released by another thread.",
 ]
 ROWS = load_breast_cancer().data[:5]
-CHAT = [{"role": "user", "content": "Say something."}]
 
 
 def unique(prefix: str, n: int) -> list[str]:
@@ -204,19 +203,7 @@ def test_openai_client_lists_completes_and_chats_through_the_gateway(client: ope
     )
     assert "".join(c.choices[0].text for c in streamed) == completion.choices[0].text
 
-    chat = client.chat.completions.create(model=TINY_LLM, messages=CHAT, max_tokens=6, temperature=0)
-    assert chat.choices[0].message.role == "assistant"
-    assert chat.usage is not None and chat.usage.completion_tokens == 6
-    stream = client.chat.completions.create(
-        model=TINY_LLM, messages=CHAT, max_tokens=6, temperature=0, stream=True,
-        stream_options={"include_usage": True},
-    )  # fmt: skip
-    chunks = list(stream)
-    assert (
-        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        == chat.choices[0].message.content
-    )
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+    check_chat_and_stream(client)
 
 
 def test_response_cache_header_passes_through(gateway: str) -> None:

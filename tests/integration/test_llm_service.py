@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import TINY_LLM
+from tests.conftest import TINY_LLM, check_chat_and_stream
 from tests.procs import BentoServer, metric_value
 
 pytestmark = pytest.mark.integration
@@ -38,19 +38,7 @@ def test_openai_client_lists_model_and_completes(client: openai.OpenAI) -> None:
 
 
 def test_openai_chat_and_streaming(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "Say something."}]
-    chat = client.chat.completions.create(model=TINY_LLM, messages=messages, max_tokens=6, temperature=0)
-    assert chat.choices[0].message.role == "assistant"
-    assert chat.usage is not None and chat.usage.completion_tokens == 6
-
-    stream = client.chat.completions.create(
-        model=TINY_LLM, messages=messages, max_tokens=6, temperature=0, stream=True,
-        stream_options={"include_usage": True},
-    )  # fmt: skip
-    chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text == chat.choices[0].message.content
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+    check_chat_and_stream(client)
 
     pieces = client.completions.create(
         model=TINY_LLM, prompt="Once", max_tokens=7, temperature=0, stream=True
