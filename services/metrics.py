@@ -34,6 +34,11 @@ CACHE_BACKEND_ERRORS = Counter(
     "Failed cache backend calls (served without the cache)",
     ["cache", "backend", "op"],
 )
+CACHE_WRITES_DROPPED = Counter(
+    "infstack_cache_writes_dropped_total",
+    "Cache writes dropped because the write-behind queue was full",
+    ["cache"],
+)
 
 # --- embedding service -------------------------------------------------------------------------
 EMBEDDING_BATCH_SIZE = Histogram(

@@ -24,44 +24,49 @@ class SqliteStore(LangChainByteStore):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=5.0)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-            self._conn.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        # Two connections: in WAL mode a reader never waits for a writer, so a lookup on the request
+        # path is not held up by a commit (or a checkpoint) running on the cache-writer thread.
+        self._writer, self._write_lock = self._connect(), threading.Lock()
+        with self._write_lock:
+            self._writer.execute("PRAGMA journal_mode=WAL")
+            self._writer.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            self._writer.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        self._reader, self._read_lock = self._connect(), threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=5.0)
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         found: dict[str, bytes] = {}
-        with self._lock:
+        with self._read_lock:
             for start in range(0, len(keys), _CHUNK):
                 chunk = list(keys[start : start + _CHUNK])
                 marks = ",".join("?" * len(chunk))
-                found.update(self._conn.execute(f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk))
+                found.update(self._reader.execute(f"SELECT key, value FROM kv WHERE key IN ({marks})", chunk))
         return [found.get(k) for k in keys]
 
     def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
-        with self._lock:
-            self._conn.execute("BEGIN")
+        with self._write_lock:
+            self._writer.execute("BEGIN")
             try:
-                self._conn.executemany(
+                self._writer.executemany(
                     "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", key_value_pairs
                 )
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._writer.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            self._writer.execute("COMMIT")
 
     def mdelete(self, keys: Sequence[str]) -> None:
-        with self._lock:
-            self._conn.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+        with self._write_lock:
+            self._writer.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
 
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
-        with self._lock:
+        with self._read_lock:
             if prefix is None:
-                rows = self._conn.execute("SELECT key FROM kv").fetchall()
+                rows = self._reader.execute("SELECT key FROM kv").fetchall()
             else:
-                rows = self._conn.execute(
+                rows = self._reader.execute(
                     "SELECT key FROM kv WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
                 ).fetchall()
         for (key,) in rows:

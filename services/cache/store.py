@@ -121,7 +121,8 @@ class FailSoftStore(LangChainByteStore):
 
 
 def open_store(settings: CacheSettings, cache: str) -> FailSoftStore:
-    """The configured backend, wrapped fail-soft. ``cache`` names the user (for metrics labels)."""
+    """The configured backend, wrapped fail-soft. ``cache`` names the user (for metrics labels).
+    Services wrap it in ``WriteBehindStore`` (services/cache/write_behind.py) to write off the request path."""
     inner: ByteStore
     if settings.backend == "redis":
         from services.cache.redis_store import RedisStore

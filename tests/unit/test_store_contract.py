@@ -1,4 +1,5 @@
-"""One contract, every backend: the embedded SQLite store, Redis, and both behind FailSoftStore."""
+"""One contract, every backend: the embedded SQLite store, Redis, both behind FailSoftStore, and the
+write-behind wrapper the services use (its queued writes must read back at once)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from scripts.procs import RedisServer
 from services.cache.disk import SqliteStore
 from services.cache.redis_store import RedisStore
 from services.cache.store import ByteStore, FailSoftStore
-from tests.procs import RedisServer
+from services.cache.write_behind import WriteBehindStore
 
 
-@pytest.fixture(params=["disk", "redis", "failsoft-disk", "failsoft-redis"])
+@pytest.fixture(
+    params=["disk", "redis", "failsoft-disk", "failsoft-redis", "write-behind-disk", "write-behind-redis"]
+)
 def store(request: pytest.FixtureRequest, tmp_path: Path, shared_redis: RedisServer) -> ByteStore:
     kind: str = request.param
     inner: ByteStore
@@ -21,6 +25,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, shared_redis: RedisSer
     else:
         inner = RedisStore(shared_redis.url)
         inner.client.flushdb()  # type: ignore[attr-defined]
+    if kind.startswith("write-behind"):
+        return WriteBehindStore(FailSoftStore(inner, cache="test", retry_interval_s=1.0))
     return FailSoftStore(inner, cache="test", retry_interval_s=1.0) if kind.startswith("failsoft") else inner
 
 
