@@ -49,8 +49,8 @@ from benchmarks.common import (
     write_result,
 )
 from models.train_classic import ensure_models, load_text_dataset
+from scripts.procs import BentoServer, metric_value
 from services.settings import load_settings
-from tests.procs import BentoServer, metric_value
 
 NAME = "classic_batching"
 TARGET = "services.classic.service:ClassicML"

@@ -3,7 +3,7 @@ HTTP client for latency floors, CPU accounting on a shared machine, and output (
 
 A result is one JSON file in ``benchmarks/results/`` carrying the machine, package versions, flags
 and git commit it was measured with, plus a PNG beside it. Workloads, servers and targets belong in
-each benchmark's own module, not here; servers are started with ``tests.procs.BentoServer``, the
+each benchmark's own module, not here; servers are started with ``scripts.procs.BentoServer``, the
 launcher the integration tests use.
 """
 

@@ -3,7 +3,7 @@ latency, and raw sentence-transformers ``encode`` on the same texts, in one run 
 
     python -m benchmarks.embedding_cache [--batch-size 64] [--concurrency 1 4] [--rounds 4] [--target M:C]
 
-It serves ``services.embedding.service:EmbeddingCache`` with ``bentoml serve`` (``tests.procs.BentoServer``;
+It serves ``services.embedding.service:EmbeddingCache`` with ``bentoml serve`` (``scripts.procs.BentoServer``;
 disk cache in a fresh temporary directory) and drives it from this process over loopback: asyncio +
 httpx keep-alive clients for throughput, and for single-text latency both httpx and a minimal HTTP/1.1
 client (``common.RawHttpClient``), which separates the server's time from the client's. The model is
@@ -35,7 +35,7 @@ import uvloop
 from benchmarks.common import RESULTS_DIR, run_metadata, write_result
 from benchmarks.embedding_load import Bench
 from benchmarks.embedding_report import after_load, evaluate, plot, report, single_hit_summary, summarize
-from tests.procs import BentoServer
+from scripts.procs import BentoServer
 
 NAME = "embedding_cache"
 TARGET = "services.embedding.service:EmbeddingCache"

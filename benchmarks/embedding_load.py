@@ -19,7 +19,7 @@ import httpx
 import orjson
 
 from benchmarks.common import CpuMeter, RawHttpClient, closed_loop, latency_summary_ms, wait_for_quiet
-from tests.procs import BentoServer, metric_value
+from scripts.procs import BentoServer, metric_value
 
 if TYPE_CHECKING:
     from benchmarks.embedding_cache import Params

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.procs import BentoServer, RedisServer, free_port
+from scripts.procs import BentoServer, RedisServer, free_port
 
 EMBEDDING_TARGET = "services.embedding.service:EmbeddingCache"
 
@@ -194,7 +194,7 @@ def built_bento(session_dir: Path, tiny_llm: str, classic_models: dict) -> tuple
     """`bentoml build` of bentofile.yaml into a BENTOML_HOME of its own (sharing the model store)."""
     import subprocess
 
-    from tests.procs import BENTOML, ROOT, shared_model_store
+    from scripts.procs import BENTOML, ROOT, shared_model_store
 
     home = session_dir / "build-home"
     home.mkdir(exist_ok=True)

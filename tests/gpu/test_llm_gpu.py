@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
+from scripts.procs import BentoServer, free_port, metric_value
 from tests.conftest import LLM_TARGET
-from tests.procs import BentoServer, free_port, metric_value
 
 pytestmark = pytest.mark.gpu
 MODEL = "llama-8b-shape"

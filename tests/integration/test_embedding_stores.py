@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
+from scripts.procs import BentoServer, RedisServer, metric_value
 from tests.conftest import EMBEDDING_TARGET, embedding_env
-from tests.procs import BentoServer, RedisServer, metric_value
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from scripts.procs import BentoServer
 from tests.conftest import LLM_TARGET, TINY_LLM, llm_env
-from tests.procs import BentoServer
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
+from scripts.procs import BentoServer, metric_value
 from tests.conftest import TINY_LLM, check_chat_and_stream
-from tests.procs import BentoServer, metric_value
 
 pytestmark = pytest.mark.integration
 

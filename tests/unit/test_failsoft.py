@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY
 
+from scripts.procs import RedisServer, free_port
 from services.cache.redis_store import RedisStore
 from services.cache.store import FailSoftStore
-from tests.procs import RedisServer, free_port
 
 
 def _up(cache: str) -> float | None:

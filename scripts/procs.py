@@ -1,4 +1,4 @@
-"""Real processes for tests: redis-server and `bentoml serve`, on free loopback ports."""
+"""Real processes for tests and benchmarks: redis-server and `bentoml serve`, on free loopback ports."""
 
 from __future__ import annotations
 
@@ -171,6 +171,7 @@ class BentoServer:
         self.port = port or free_port()
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
+        self.startup_log = ""  # what the server logged until it was ready
 
     @property
     def url(self) -> str:
@@ -213,6 +214,7 @@ class BentoServer:
         except Exception:
             self.stop()
             raise RuntimeError(f"{self.target} failed to start; log:\n{self.log_tail()}") from None
+        self.startup_log = self.log_path.read_text(errors="replace")
         return self
 
     def log_tail(self, chars: int = 4000) -> str:
