@@ -33,6 +33,7 @@ build: models
 	$(VENV)/bin/bentoml build -f bentofile.yaml .
 
 containerfile: build
+	mkdir -p build
 	$(PY) -c "import bentoml; bentoml.container.get_containerfile('inference-stack:latest', output_path='build/Dockerfile')"
 	@echo "Dockerfile: build/Dockerfile (where Docker exists: bentoml containerize inference-stack:latest)"
 

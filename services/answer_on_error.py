@@ -5,7 +5,8 @@ exception. A request whose handler raises before answering (``/readyz`` while a 
 refuses, during start-up or shutdown) therefore stays open for the whole ``traffic.timeout``, and so
 does a graceful shutdown, which waits for it: the gateway took ~40 s to stop after start-up probes
 that had timed out on the client side. Installed as a service middleware, this sits inside that
-middleware and turns such an exception into a response: 503 for the probes, 500 elsewhere.
+middleware and turns such an exception into a response: 503 for the probes, 500 elsewhere. A probe
+that fails logs one line (a dependency still starting is expected), anything else its traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ log = logging.getLogger(__name__)
 
 Message = MutableMapping[str, Any]
 PROBES = ("/readyz", "/livez", "/healthz")
+
+
+def _reason() -> str:
+    import sys
+
+    exc = sys.exc_info()[1]
+    detail = str(exc) or (type(exc.__cause__).__name__ if exc is not None and exc.__cause__ else "")
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 class AnswerOnError:
@@ -45,8 +54,11 @@ class AnswerOnError:
             if started:
                 raise
             path = scope.get("path", "")
-            log.exception("%s failed before answering", path)
             probe = path in PROBES
+            if probe:  # expected while a dependency starts (an engine loads for minutes): one line
+                log.warning("%s: not ready (%s)", path, _reason())
+            else:
+                log.exception("%s failed before answering", path)
             body = {
                 "error": "not ready"
                 if probe

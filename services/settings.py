@@ -206,6 +206,12 @@ class ClassicSettings(_Section):
 class GatewaySettings(_Section):
     """The entry service: it only routes, so its limits are about connections, not models."""
 
+    llm_route: Literal["auto", "engine", "service"] = Field(
+        default="auto",
+        description="engine: relay LLM traffic straight to the vLLM engine (same host) and apply the response "
+        "cache here; service: through the LLM service; auto: engine when the LLM service is on this host.",
+    )
+
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=1024, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(

@@ -19,7 +19,7 @@ import numpy as np
 import xgboost as xgb
 
 from services import metrics
-from services.embedding.lookup import from_base64
+from services.wire import from_base64
 
 TEXT_FILE = "classifier.joblib"
 BOOSTER_FILE = "booster.ubj"

@@ -20,8 +20,7 @@ from bentoml.exceptions import BentoMLException
 from starlette.responses import JSONResponse
 
 from services import metrics
-
-MODEL_HEADER = "x-infstack-model"
+from services.wire import MODEL_HEADER, RETRY_AFTER_S, dependency_failed
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
@@ -53,18 +52,7 @@ def overloaded(model: str, max_latency_ms: int) -> JSONResponse:
             "max_latency_ms": max_latency_ms,
         },
         status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
-def dependency_failed(dependency: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": f"the {dependency} service is unavailable or overloaded; retry later",
-            "dependency": dependency,
-        },
-        status_code=502,
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": RETRY_AFTER_S},
     )
 
 

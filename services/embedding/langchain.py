@@ -12,7 +12,7 @@ import httpx
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from services.embedding.lookup import from_base64
+from services.wire import from_base64
 
 
 class InferenceStackEmbeddings(BaseModel, Embeddings):

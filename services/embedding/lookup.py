@@ -9,7 +9,6 @@ BentoML so it is unit-testable with any encoder.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -81,11 +80,3 @@ class CachedEmbedder:
 def normalized(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-def to_base64(vectors: np.ndarray) -> list[str]:
-    return [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
-
-
-def from_base64(items: Sequence[str]) -> np.ndarray:
-    return np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in items])

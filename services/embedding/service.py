@@ -1,8 +1,9 @@
 """EmbeddingCache: sentence-transformers embeddings, computed once.
 
-``embed`` answers hits from the store without touching the model; misses go to the batchable ``encode``
-through ``self.to_async.encode`` (under ``bentoml serve``, BentoML's in-process JSON self-call, which
-passes the batching dispatcher), so misses of concurrent requests share model calls.
+``embed`` (and OpenAI's ``POST /v1/embeddings``, services/embedding/openai_api.py) answers hits from the
+store without touching the model; misses go to the batchable ``encode`` through ``self.to_async.encode``
+(under ``bentoml serve``, BentoML's in-process JSON self-call, which passes the batching dispatcher), so
+misses of concurrent requests share model calls. New vectors are written by the store's writer thread.
 """
 
 from __future__ import annotations
@@ -13,19 +14,31 @@ import time
 
 import bentoml
 import numpy as np
+from starlette.applications import Starlette
 
 from services import metrics
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
-from services.embedding.lookup import CachedEmbedder, from_base64, normalized, to_base64
+from services.cache.write_behind import WriteBehindStore
+from services.embedding.lookup import CachedEmbedder, normalized
 from services.embedding.model import load_sentence_model
+from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.settings import get_settings
+from services.wire import from_base64, to_base64
 
 SETTINGS = get_settings()
 CONFIG = SETTINGS.embedding
 
 
+def _current() -> EmbeddingCache:
+    return bentoml.get_current_service()  # type: ignore[no-any-return]
+
+
+OPENAI_APP = Starlette(routes=[embeddings_route(_current, CONFIG.max_texts, CONFIG.max_text_chars)])
+
+
+@bentoml.asgi_app(OPENAI_APP, path="/", name="openai-embeddings")
 @bentoml.service(
     name="embedding_cache",
     workers=CONFIG.workers,
@@ -42,18 +55,31 @@ class EmbeddingCache:
         self.model_id = CONFIG.model_id
         self.model = load_sentence_model(CONFIG.model_id, CONFIG.device)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
-        self.store = open_store(SETTINGS.cache, cache="embedding")
+        self.store = WriteBehindStore(open_store(SETTINGS.cache, cache="embedding"))
         self.embedder = CachedEmbedder(
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
         self._model_lock = threading.Lock()  # one model call at a time, whichever path it came by
+
+    @bentoml.on_shutdown
+    def _flush(self) -> None:
+        self.store.close()
+
+    async def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` in order, and how many came from the cache."""
+        return await self.embedder.embed(texts, self._encode_misses)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model reads (special tokens included, cut at its maximum length), for ``usage``."""
+        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
+        return sum(len(ids) for ids in encoded["input_ids"])
 
     @bentoml.api
     async def embed(
         self, texts: Texts, normalize: bool = False, encoding_format: EncodingFormat = "float"
     ) -> EmbedResponse:
         """Embed 1..max_texts texts; ``normalize`` scales each vector to unit length."""
-        vectors, hits = await self.embedder.embed(texts, self._encode_misses)
+        vectors, hits = await self.embed_texts(texts)
         if normalize:
             vectors = normalized(vectors)
         return EmbedResponse(

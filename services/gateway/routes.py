@@ -1,8 +1,8 @@
-"""Plain-HTTP routes of the gateway: the OpenAI API (relayed to the LLM service) and /status.
+"""Plain-HTTP routes of the gateway: vLLM's whole API, OpenAI embeddings, ``/status`` and ``/docs.json``.
 
-The OpenAI routes are relayed as bytes over the dependency's own connection (a Unix socket under
-``bentoml serve``, TCP in a split deployment), so clients of the Bento see vLLM's API exactly and
-the LLM service's response cache still applies.
+The LLM routes are services/llm/routes.py, the same ones the LLM service serves, over the gateway's LLM
+backend (straight to the engine on this host, else through the LLM service). ``/v1/embeddings`` is
+relayed as bytes to the embedding-cache service.
 """
 
 from __future__ import annotations
@@ -11,61 +11,50 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import aiohttp
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.http_relay import relay_chunks
-from services.llm.proxy import openai_error
-
-_FORWARDED = ("content-type", "authorization", "accept", "x-request-id")
-_RETURNED = ("x-infstack-cache",)
-_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+from services.embedding.openai_api import ROUTE as EMBEDDINGS_ROUTE
+from services.llm.backends import LLMBackend
+from services.llm.routes import llm_routes
+from services.relay import Upstream, UpstreamUnavailable, forward
+from services.wire import openai_error
 
 
 class Dependencies(Protocol):
     """What the routes need from the gateway service instance."""
 
-    async def llm_session(self) -> aiohttp.ClientSession: ...
+    llm_backend: LLMBackend
+    embedding_upstream: Upstream
 
     async def status(self) -> dict[str, Any]: ...
 
+    async def openapi(self) -> dict[str, Any]: ...
 
-async def relay(session: aiohttp.ClientSession, request: Request, path: str) -> Response:
-    headers = {k: v for k, v in request.headers.items() if k in _FORWARDED}
-    try:
-        upstream = await session.request(
-            request.method, path, data=await request.body(), headers=headers, timeout=_NO_TIMEOUT
-        )
-    except aiohttp.ClientError as exc:
-        return openai_error(f"the LLM service is not answering ({type(exc).__name__})", 503)
-    returned = {k: v for k, v in upstream.headers.items() if k.lower() in _RETURNED}
-    media_type = upstream.headers.get("content-type", "application/json")
-    if media_type.startswith("text/event-stream"):
-        return StreamingResponse(relay_chunks(upstream), upstream.status, returned, media_type=media_type)
-    body = b"".join([chunk async for chunk in relay_chunks(upstream)])
-    return Response(body, upstream.status, returned, media_type=media_type)
+
+def _unavailable(exc: UpstreamUnavailable) -> Response:
+    return openai_error(str(exc), 503)
 
 
 def create_app(get_service: Callable[[], Dependencies]) -> Starlette:
-    def relayed(path: str) -> Callable[[Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            return await relay(await get_service().llm_session(), request, path)
-
-        return handler
-
     async def status(_: Request) -> JSONResponse:
         view = await get_service().status()
         return JSONResponse(view, 200 if all(d["ready"] for d in view.values()) else 503)
 
+    async def docs(_: Request) -> JSONResponse:
+        return JSONResponse(await get_service().openapi())
+
+    async def embeddings(request: Request) -> Response:
+        return await forward(get_service().embedding_upstream, request, EMBEDDINGS_ROUTE, _unavailable)
+
     return Starlette(
         routes=[
-            Route("/v1/models", relayed("/v1/models"), methods=["GET"]),
-            Route("/v1/completions", relayed("/v1/completions"), methods=["POST"]),
-            Route("/v1/chat/completions", relayed("/v1/chat/completions"), methods=["POST"]),
             Route("/status", status, methods=["GET"]),
+            Route("/docs.json", docs, methods=["GET"]),  # matched before BentoML's own (see bentoml_adapter)
+            Route(EMBEDDINGS_ROUTE, embeddings, methods=["POST"]),
+            *llm_routes(lambda: get_service().llm_backend),
         ]
     )
 

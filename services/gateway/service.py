@@ -1,48 +1,68 @@
 """Gateway: the one entry point of the Bento.
 
-It owns no model. It composes the three services with ``bentoml.depends`` (each its own process
-group, reached over Unix sockets, never exposed), relays the OpenAI API to the LLM service, forwards
-the typed APIs, and shows every dependency's readiness at ``GET /status``.
+It owns no model. It composes the three services with ``bentoml.depends`` (each its own process group,
+reached over Unix sockets, never exposed), serves vLLM's whole HTTP API, OpenAI embeddings and the typed
+APIs, one ``/metrics`` with every series, and every dependency's readiness at ``GET /status``.
+
+LLM traffic takes the shortest path there is: when the LLM service runs on this host (``bentoml serve``,
+the container), the gateway relays straight to its vLLM engine and applies the response cache itself,
+so a request crosses one relay, as with the LLM service alone; through the LLM service it crossed two
+BentoML workers (+6 ms TTFT p50 at 16 req/s on an H200, docs/ARCHITECTURE.md). In a split deployment the
+engine is another pod's loopback port, so the gateway goes through the LLM service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from http import HTTPStatus
+import logging
+from collections.abc import AsyncGenerator
 from typing import Any
 
-import aiohttp
 import bentoml
-from bentoml.exceptions import BentoMLException
-from starlette.responses import Response
+import numpy as np
 
 from services.answer_on_error import AnswerOnError
+from services.bentoml_adapter import dependency_url, mark_streaming, openapi_document
 from services.classic.schemas import Prediction, Rows, Texts
 from services.classic.service import ClassicML
-from services.classic.shedding import MODEL_HEADER, dependency_failed
 from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
+from services.gateway.openapi import merged_document
 from services.gateway.routes import create_app, probe
-from services.http_relay import relay_chunks
-from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP
-from services.llm.service import LLM, STREAMING_ROUTES
-from services.settings import get_settings
-from services.streaming import mark_streaming
+from services.llm.backends import (
+    EngineBackend,
+    LLMBackend,
+    ServiceBackend,
+    as_vector,
+    engine_backend,
+    started,
+)
+from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
+from services.llm.service import LLM
+from services.metrics_exposition import engine_families, merged, scrape
+from services.relay import Upstream, UpstreamUnavailable, relay
+from services.settings import Settings, get_settings
+from services.wire import dependency_failed
 
-CONFIG = get_settings().gateway
+SETTINGS = get_settings()
+CONFIG = SETTINGS.gateway
+log = logging.getLogger(__name__)
+_JSON = [("content-type", "application/json")]
 
 
-@bentoml.asgi_app(create_app(bentoml.get_current_service), path="/", name="gateway-routes")
+def _service() -> Gateway:
+    return bentoml.get_current_service()  # type: ignore[no-any-return]
+
+
+@bentoml.asgi_app(create_app(_service), path="/", name="gateway-routes")
 @bentoml.service(
     name="inference_stack",
     workers=CONFIG.workers,
     resources={"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
-    tracing={"excluded_urls": list(STREAMING_ROUTES)},  # a span per streamed chunk otherwise
+    tracing={"excluded_urls": ["/v1/", "/generate"]},  # a span per streamed chunk otherwise
 )
 class Gateway:
     """OpenAI API, embeddings and classification behind one address."""
@@ -51,21 +71,48 @@ class Gateway:
     embeddings = bentoml.depends(EmbeddingCache)
     classic = bentoml.depends(ClassicML)
 
-    async def llm_session(self) -> aiohttp.ClientSession:
-        return await _session(self.llm)
+    def __init__(self) -> None:
+        self.llm_backend = _llm_backend(SETTINGS, self._embed_prompt if SETTINGS.llm.semantic_cache else None)
+        self.embedding_upstream = _dependency("embedding_cache")
+        self.classic_upstream = _dependency("classic_ml")
+        self._engine_doc: dict[str, Any] | None = None
+
+    async def _embed_prompt(self, text: str) -> np.ndarray:
+        return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
+
+    async def __metrics__(self, content: str) -> str:
+        """Every series of the Bento, each family once: ours and the other services' (one multiprocess
+        directory under ``bentoml serve``; fetched from each service when split) and vLLM's."""
+        backend = self.llm_backend
+        if isinstance(backend, EngineBackend):
+            return await merged([content, await engine_families(backend.engine)])
+        others = [_upstream(backend), self.embedding_upstream, self.classic_upstream]  # split: fetch each
+        return await merged([content, *await asyncio.gather(*(scrape(u) for u in others))])
+
+    @bentoml.on_shutdown
+    async def _close(self) -> None:
+        await self.llm_backend.close()
+        await asyncio.gather(self.embedding_upstream.close(), self.classic_upstream.close())
 
     async def status(self) -> dict[str, Any]:
-        async def ready(dep: Any) -> dict[str, Any]:
+        async def ready(dep: Any, **detail: Any) -> dict[str, Any]:
             if not await dep.is_ready(5):
                 raise RuntimeError("not ready")
-            return {}
+            return detail
 
+        route = "engine" if isinstance(self.llm_backend, EngineBackend) else "service"
         checks = {
-            "llm": lambda: ready(self.llm),
+            "llm": lambda: ready(self.llm, route=route),
             "embeddings": lambda: self.embeddings.to_async.info(),
             "classic": lambda: self.classic.to_async.info(),
         }
         return dict(await asyncio.gather(*(probe(name, check) for name, check in checks.items())))
+
+    async def openapi(self) -> dict[str, Any]:
+        """``/docs.json``: the engine's document is fetched once it answers, then kept."""
+        if self._engine_doc is None:
+            self._engine_doc = await _engine_document(self.llm_backend)
+        return merged_document(openapi_document(Gateway), self._engine_doc)
 
     @bentoml.api
     async def embed(
@@ -84,19 +131,13 @@ class Gateway:
     async def predict_tabular(self, rows: Rows) -> list[Prediction]:
         return await self._classic("/predict_tabular", {"rows": rows})  # type: ignore[return-value]
 
-    async def _classic(self, route: str, payload: dict[str, Any]) -> Response:
+    async def _classic(self, route: str, payload: dict[str, Any]) -> Any:
         """The classic service's answer as it gave it (validated here already): its status, body and
-        model header, so a shed request stays a 503 that names the batching bound."""
-        session = await _session(self.classic)
-        try:
-            async with session.post(route, json=payload) as upstream:
-                body = await upstream.read()
-                headers = {
-                    k: upstream.headers[k] for k in (MODEL_HEADER, "retry-after") if k in upstream.headers
-                }
-                return Response(body, upstream.status, headers, media_type="application/json")
-        except aiohttp.ClientError:
-            return dependency_failed("classic_ml")
+        headers, so a shed request stays a 503 that names the batching bound."""
+        return await relay(
+            self.classic_upstream, "POST", route, json.dumps(payload).encode(), _JSON,
+            lambda _: dependency_failed("classic_ml"),
+        )  # fmt: skip
 
     @bentoml.api
     async def generate(
@@ -108,45 +149,52 @@ class Gateway:
         seed: int | None = None,
         stop: list[str] | None = None,
     ) -> AsyncGenerator[str, None]:
-        """Stream a completion from the LLM service's typed API.
-
-        Relayed over HTTP rather than through the dependency client: that client decides streaming
-        by introspecting the callee, and the callee is a coroutine (so that engine errors become
-        HTTP errors before the stream starts).
-        """
-        payload = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                   "seed": seed, "stop": stop}  # fmt: skip
-        session = await self.llm_session()
-        upstream = await session.post("/generate", json=payload, timeout=aiohttp.ClientTimeout(total=None))
-        if upstream.status != 200:
-            detail = await upstream.text()
-            upstream.release()
-            raise BentoMLException(_error_message(detail), error_code=HTTPStatus(upstream.status))
-        return _decoded(relay_chunks(upstream))
+        """Stream a completion (the LLM service's typed API, over the gateway's LLM backend)."""
+        params = generate_params(prompt, max_tokens, temperature, top_p, seed, stop)
+        return await started(self.llm_backend.completion_text(params))
 
 
 mark_streaming(Gateway, "generate")
 Gateway.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise
 
 
-async def _session(dependency: Any) -> aiohttp.ClientSession:
-    """A dependency client's own aiohttp session (Unix socket or TCP, as BentoML wired it).
-    BentoML has no public accessor for it; this is the one place that reaches inside."""
-    return await dependency.to_async._session_manager.get_session()  # type: ignore[no-any-return]
+def _dependency(name: str) -> Upstream:
+    url = dependency_url(name)
+    if url is None:
+        raise RuntimeError(
+            f"the gateway needs the {name} service as its own server (bentoml serve or --depends)"
+        )
+    return Upstream(f"{name} service", url)
 
 
-def _error_message(body: str) -> str:
-    """BentoML answers an error as [{"error": message}] (or {"error": ...}); pass the message on,
-    not the envelope, or it is wrapped twice."""
+def _llm_backend(settings: Settings, embed_prompt: Any) -> LLMBackend:
+    """Straight to the engine when it runs on this host (the LLM service is a Unix socket away), else
+    through the LLM service. ``INFSTACK_GATEWAY__LLM_ROUTE`` forces either."""
+    url = dependency_url("llm")
+    route = settings.gateway.llm_route
+    if route == "auto":
+        route = "engine" if url is None or url.startswith("file:") else "service"
+    log.info(
+        "gateway: LLM traffic goes to the %s", "vLLM engine directly" if route == "engine" else "LLM service"
+    )
+    if route == "engine":
+        return engine_backend(settings, f"http://127.0.0.1:{settings.llm.engine_port}", embed_prompt)
+    if url is None:
+        raise RuntimeError("INFSTACK_GATEWAY__LLM_ROUTE=service needs the llm service as its own server")
+    return ServiceBackend(Upstream("LLM service", url))
+
+
+def _upstream(backend: LLMBackend) -> Upstream:
+    """The server LLM traffic goes to: the engine, or the LLM service."""
+    return backend.engine if isinstance(backend, EngineBackend) else backend.service  # type: ignore[attr-defined]
+
+
+async def _engine_document(backend: LLMBackend) -> dict[str, Any] | None:
+    """vLLM's own OpenAPI document (the LLM service relays it unchanged)."""
     try:
-        value = json.loads(body)
-        return str((value[0] if isinstance(value, list) else value)["error"])
-    except (ValueError, KeyError, TypeError, IndexError):
-        return body
-
-
-async def _decoded(chunks: AsyncIterator[bytes]) -> AsyncGenerator[str, None]:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    async for chunk in chunks:
-        if text := decoder.decode(chunk):
-            yield text
+        response = await asyncio.wait_for(_upstream(backend).request("GET", "/openapi.json"), 10)
+        async with response:
+            return await response.json() if response.status == 200 else None  # type: ignore[no-any-return]
+    except (UpstreamUnavailable, TimeoutError, ValueError) as exc:
+        log.info("docs.json: the engine's document is not available yet (%s)", exc)
+        return None

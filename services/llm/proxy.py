@@ -1,9 +1,9 @@
-"""The cache-aware path from a client to vLLM's own OpenAI server, which runs in its own process.
+"""The cache-aware path to vLLM's own OpenAI server, which runs in its own process.
 
-Only the two generation routes pass through here (to consult the response cache); every other
-route (``/v1/models``, ``/health``, ``/tokenize``...) goes through BentoML's ``__command__`` proxy
-untouched. Bytes are relayed as they arrive, never buffered or re-chunked: a stream-batching timer
-in a wrapper is what costs Ray Serve LLM ~50 ms of TTFT (NOTES.md).
+Only the two generation routes pass through here, to consult the response cache; every other route is
+relayed untouched (services/llm/routes.py). Whoever talks to the engine directly runs this: the gateway
+when the engine is on its host, else the LLM service. Bytes go through services/relay.py as they arrive;
+a miss is recorded while it streams and stored by the cache's writer thread once it is complete.
 """
 
 from __future__ import annotations
@@ -11,56 +11,53 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import numpy as np
-from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import Response
 
 from services import metrics
-from services.http_relay import relay_chunks
 from services.llm.response_cache import ResponseCache, response_key, sse_events
 from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
+from services.relay import (
+    Upstream,
+    UpstreamUnavailable,
+    is_event_stream,
+    relay_chunks,
+    request_headers,
+    respond,
+    response_headers,
+)
+from services.wire import CACHE_HEADER, openai_error
 
 log = logging.getLogger(__name__)
 
-CACHE_HEADER = "x-infstack-cache"
-ENGINE_KEEPALIVE_S = 3.0
-_FORWARDED_HEADERS = ("content-type", "authorization", "accept", "x-request-id")
-
-
-def openai_error(message: str, status: int, kind: str = "ServiceUnavailableError") -> JSONResponse:
-    """An error body in the shape vLLM's server uses, so clients parse ours and its alike."""
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8")]
 
 
 @dataclass
 class Reply:
     status: int
-    content_type: str
+    headers: list[tuple[bytes, bytes]]  # raw, content type included
     chunks: AsyncIterator[bytes]
     cache: str  # "hit", "semantic-hit", "miss" or "bypass"
+    content_type: str = field(init=False)
 
-    @property
-    def is_stream(self) -> bool:
-        return self.content_type.startswith("text/event-stream")
-
-
-async def _once(body: bytes) -> AsyncIterator[bytes]:
-    yield body
-
-
-async def _replay_events(body: bytes) -> AsyncIterator[bytes]:
-    for event in sse_events(body):
-        yield event
+    def __post_init__(self) -> None:
+        self.content_type = dict(self.headers).get(b"content-type", b"application/json").decode("latin-1")
 
 
 class EngineUnavailable(RuntimeError):
     pass
+
+
+class EngineRequestError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -75,15 +72,14 @@ class _Pending:
 class EngineProxy:
     def __init__(
         self,
-        engine_url: str,
+        engine: Upstream,
         cache_factory: Callable[[], ResponseCache] | None,
         semantic: SemanticIndex | None = None,
         embed_prompt: PromptEmbedder | None = None,
     ) -> None:
-        self.engine_url = engine_url
+        self.engine = engine
         self._cache_factory = cache_factory
         self._cache: ResponseCache | None = None
-        self._session: aiohttp.ClientSession | None = None
         self.semantic = semantic if embed_prompt is not None else None
         self._embed_prompt = embed_prompt
 
@@ -94,23 +90,13 @@ class EngineProxy:
             self._cache = self._cache_factory()
         return self._cache
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-                # Idle connections must close on our side first: vLLM's server drops them after
-                # 5 s (VLLM_HTTP_TIMEOUT_KEEP_ALIVE), and reusing one it just closed fails the request.
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=ENGINE_KEEPALIVE_S),
-                auto_decompress=False,
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        """Commit the cache writes still queued, then close the engine connections."""
+        if self._cache is not None:
+            self._cache.close()
+        await self.engine.close()
 
-    async def open(self, route: str, body: bytes, headers: dict[str, str]) -> Reply:
+    async def open(self, route: str, body: bytes, headers: list[tuple[str, str]]) -> Reply:
         """Answer from the cache, or start the request in vLLM and relay its reply."""
         pending = None
         cache = self.cache
@@ -128,16 +114,18 @@ class EngineProxy:
                     if cached is not None:
                         return _cached_reply(*cached, "semantic-hit")
         try:
-            upstream = await self.session.post(self.engine_url + route, data=body, headers=headers)
-        except aiohttp.ClientError as exc:
-            raise EngineUnavailable(f"the vLLM engine is not answering ({exc})") from exc
-        content_type = upstream.headers.get("content-type", "application/json")
-        cacheable = pending if upstream.status == 200 else None
-        if content_type.startswith("text/event-stream"):
-            chunks = self._relay_stream(upstream, cacheable)
-        else:
-            chunks = self._relay_body(upstream, cacheable)
-        return Reply(upstream.status, content_type, chunks, "miss" if pending else "bypass")
+            upstream = await self.engine.request("POST", route, body, headers)
+        except UpstreamUnavailable as exc:
+            raise EngineUnavailable(str(exc)) from exc
+        reply_headers = response_headers(upstream.headers)
+        content_type = upstream.headers.get("content-type")
+        recorded: list[bytes] | None = [] if pending is not None and upstream.status == 200 else None
+        chunks = relay_chunks(upstream, recorded)
+        if recorded is not None and pending is not None:
+            chunks = self._stored_once_complete(
+                chunks, recorded, pending, stream=is_event_stream(content_type)
+            )
+        return Reply(upstream.status, reply_headers, chunks, "miss" if pending else "bypass")
 
     async def _semantic_lookup(
         self, route: str, payload: dict[str, Any], cache: ResponseCache
@@ -160,76 +148,65 @@ class EngineProxy:
         metrics.CACHE_LOOKUPS.labels("llm_semantic", "miss" if cached is None else "hit").inc()
         return (sig, vector), cached
 
-    def _store(self, pending: _Pending, body: bytes, *, stream: bool) -> None:
-        if self.cache is None:
-            return
-        self.cache.put(pending.key, body, stream=stream)
+    async def _stored_once_complete(
+        self, chunks: AsyncIterator[bytes], recorded: list[bytes], pending: _Pending, *, stream: bool
+    ) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            yield chunk
+        body = b"".join(recorded)
+        if stream and not body.rstrip().endswith(b"data: [DONE]"):
+            return  # only complete answers are cached
+        assert self.cache is not None
+        self.cache.put(pending.key, body, stream=stream)  # queued: the writer thread commits it
         if self.semantic is not None and pending.semantic is not None:
             self.semantic.add(*pending.semantic, pending.key)
 
-    async def _relay_body(
-        self, upstream: aiohttp.ClientResponse, pending: _Pending | None
-    ) -> AsyncIterator[bytes]:
-        try:
-            body = await upstream.read()
-        finally:
-            upstream.release()
-        if pending is not None:
-            self._store(pending, body, stream=False)
-        yield body
-
-    async def _relay_stream(
-        self, upstream: aiohttp.ClientResponse, pending: _Pending | None
-    ) -> AsyncIterator[bytes]:
-        recorded: list[bytes] | None = [] if pending is not None else None
-        async for chunk in relay_chunks(upstream, recorded):
-            yield chunk
-        if pending is not None and recorded is not None:
-            body = b"".join(recorded)
-            if body.rstrip().endswith(b"data: [DONE]"):  # only complete answers are cached
-                self._store(pending, body, stream=True)
-
     async def respond(self, route: str, request: Request) -> Response:
-        headers = {k: v for k, v in request.headers.items() if k in _FORWARDED_HEADERS}
         try:
-            reply = await self.open(route, await request.body(), headers)
+            reply = await self.open(route, await request.body(), request_headers(request.headers.items()))
         except EngineUnavailable as exc:
             return openai_error(str(exc), 503)
-        extra = {CACHE_HEADER: reply.cache}
-        if reply.is_stream:
-            return StreamingResponse(reply.chunks, reply.status, extra, media_type=reply.content_type)
-        body = b"".join([chunk async for chunk in reply.chunks])
-        return Response(body, reply.status, extra, media_type=reply.content_type)
+        headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
+        return await respond(reply.status, headers, reply.content_type, reply.chunks)
 
     async def completion_text(self, payload: dict[str, Any]) -> AsyncIterator[str]:
         """Text deltas of a streamed /v1/completions request (for the typed BentoML API)."""
         body = json.dumps({**payload, "stream": True}).encode()
-        reply = await self.open("/v1/completions", body, {"content-type": "application/json"})
+        reply = await self.open("/v1/completions", body, [("content-type", "application/json")])
         if reply.status != 200:
             raw = b"".join([chunk async for chunk in reply.chunks])
             raise EngineRequestError(reply.status, _error_message(raw))
-        buffer = b""
-        async for chunk in reply.chunks:
-            buffer += chunk
-            *events, buffer = buffer.split(b"\n\n")
-            for event in events:
-                data = event.removeprefix(b"data: ").strip()
-                if data and data != b"[DONE]":
-                    for choice in json.loads(data).get("choices", []):
-                        if choice.get("text"):
-                            yield choice["text"]
+        async for text in sse_text(reply.chunks):
+            yield text
 
 
-class EngineRequestError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+async def sse_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """The ``choices[].text`` of each event of a /v1/completions event stream, in order."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk
+        *events, buffer = buffer.split(b"\n\n")
+        for event in events:
+            data = event.removeprefix(b"data: ").strip()
+            if data and data != b"[DONE]":
+                for choice in json.loads(data).get("choices", []):
+                    if choice.get("text"):
+                        yield choice["text"]
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+async def _replay_events(body: bytes) -> AsyncIterator[bytes]:
+    for event in sse_events(body):
+        yield event
 
 
 def _cached_reply(is_stream: bool, stored: bytes, how: str) -> Reply:
     if is_stream:
-        return Reply(200, "text/event-stream; charset=utf-8", _replay_events(stored), how)
-    return Reply(200, "application/json", _once(stored), how)
+        return Reply(200, list(_SSE_HEADERS), _replay_events(stored), how)
+    return Reply(200, list(_JSON_HEADERS), _once(stored), how)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -245,20 +222,3 @@ def _error_message(raw: bytes) -> str:
         return str(json.loads(raw)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         return raw.decode(errors="replace")
-
-
-def create_app(get_proxy: Callable[[], EngineProxy]) -> Starlette:
-    """Routes that BentoML mounts in front of its ``__command__`` proxy (matched first)."""
-
-    async def completions(request: Request) -> Response:
-        return await get_proxy().respond("/v1/completions", request)
-
-    async def chat_completions(request: Request) -> Response:
-        return await get_proxy().respond("/v1/chat/completions", request)
-
-    return Starlette(
-        routes=[
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        ]
-    )

@@ -63,6 +63,12 @@ class ResponseCache:
     def put(self, key: str, body: bytes, *, stream: bool) -> None:
         self.store.mset([(key, (_SSE if stream else _JSON) + body)])
 
+    def close(self) -> None:
+        """Commit what a write-behind store still holds (services/cache/write_behind.py)."""
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
     @staticmethod
     def bypass() -> None:
         metrics.CACHE_LOOKUPS.labels(CACHE_NAME, "bypass").inc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,32 @@ def test_dockerfile_uses_a_cuda_base_image_and_installs_vllm(
     name, version = tag.split(":")
     requirements = (home / "bentos" / name / version / "env" / "python" / "requirements.txt").read_text()
     assert "vllm==0.26.0" in requirements
+
+
+def test_make_containerfile_works_from_a_fresh_checkout(
+    tmp_path: Path, tiny_llm: str, classic_models
+) -> None:
+    """The README's command in a copy of the checkout that holds only what a clone holds (no build/, no
+    other ignored file): a missing `mkdir` once broke it for every new user. It reuses this venv and the
+    shared model store instead of installing them again."""
+    from scripts.procs import ROOT, shared_model_store
+
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                            cwd=ROOT, capture_output=True, check=True).stdout.decode()  # fmt: skip
+    checkout = tmp_path / "checkout"
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
+    assert not (checkout / "build").exists()
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(shared_model_store())
+    venv = Path(sys.executable).parents[1]
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    done = subprocess.run(
+        ["make", "-o", f"{venv}/.installed", "containerfile", f"VENV={venv}"],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "FROM nvidia/cuda:12.8.1" in (checkout / "build" / "Dockerfile").read_text()

@@ -22,10 +22,10 @@ import xgboost as xgb
 from sklearn.datasets import load_breast_cancer
 
 from models.train_classic import ensure_models
+from scripts.procs import BentoServer, metric_value
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
-from services.classic.shedding import MODEL_HEADER
+from services.wire import MODEL_HEADER
 from tests.conftest import CLASSIC_TARGET, TABULAR_CLASSES, class_probabilities, classic_env
-from tests.procs import BentoServer, metric_value
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ import httpx
 import numpy as np
 import pytest
 
+from scripts.procs import BentoServer, metric_value
 from services.cache.keys import embedding_key, embedding_namespace
 from services.embedding.langchain import InferenceStackEmbeddings
-from services.embedding.lookup import from_base64
-from tests.procs import BentoServer, metric_value
+from services.wire import from_base64
 
 pytestmark = pytest.mark.integration
 

@@ -28,11 +28,11 @@ import xgboost as xgb
 from langchain_openai import ChatOpenAI
 from sklearn.datasets import load_breast_cancer
 
+from scripts.procs import BentoServer, process_tree
 from services.classic.models import BOOSTER_FILE, TEXT_FILE
-from services.classic.shedding import MODEL_HEADER
 from services.embedding.langchain import InferenceStackEmbeddings
+from services.wire import MODEL_HEADER
 from tests.conftest import CHAT, TABULAR_CLASSES, TINY_LLM, check_chat_and_stream, class_probabilities
-from tests.procs import BentoServer, process_tree
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
+from scripts.procs import BentoServer, metric_value, process_tree
 from tests.conftest import GATEWAY_TARGET, TINY_LLM, gateway_env
-from tests.procs import BentoServer, metric_value, process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -174,8 +174,36 @@ def test_split_status_shows_every_dependency_ready(
         httpx.get(f"{server.url}/status", timeout=30) for server in (gateway_server, split["inference_stack"])
     )
     assert (one.status_code, other.status_code) == (200, 200)
-    assert all(dependency["ready"] is True for dependency in other.json().values()), other.json()
-    assert other.json() == one.json()
+    single, split_view = one.json(), other.json()
+    assert all(dependency["ready"] is True for dependency in split_view.values()), split_view
+    # LLM traffic: straight to the engine on one host, through the LLM service when it is elsewhere
+    assert (single["llm"].pop("route"), split_view["llm"].pop("route")) == ("engine", "service")
+    assert split_view == single
+
+
+def test_split_gateway_serves_the_whole_public_surface_through_the_other_services(
+    gateway_server: BentoServer, split: dict[str, BentoServer]
+) -> None:
+    """vLLM's routes through the LLM service, OpenAI embeddings through the embedding service, and one
+    /metrics that gathers every service's series, each family once."""
+    gateway = split["inference_stack"]
+    one, other = both(gateway_server, gateway, "/tokenize", model=TINY_LLM, prompt="Hello world")
+    assert other == one
+    texts = unique("split embeddings", 2)
+    one, other = both(gateway_server, gateway, "/v1/embeddings", input=texts, model="all-MiniLM-L6-v2")
+    np.testing.assert_allclose(
+        [d["embedding"] for d in other["data"]], [d["embedding"] for d in one["data"]], atol=1e-5
+    )
+    assert other["usage"] == one["usage"]
+
+    text = httpx.get(f"{gateway.url}/metrics", timeout=30).text
+    types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))
+    assert "vllm:num_requests_running" in types and "infstack_embedding_texts" in " ".join(types)
+    services = {line.split('service_name="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith("bentoml_service_request_total{")}  # fmt: skip
+    assert {"inference_stack", "embedding_cache", "classic_ml", "llm"} <= services
+    assert "/v1/responses" in httpx.get(f"{gateway.url}/docs.json", timeout=30).json()["paths"]
 
 
 @pytest.mark.parametrize(

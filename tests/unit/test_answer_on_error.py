@@ -49,3 +49,16 @@ def test_an_api_that_raises_before_answering_is_a_500() -> None:
 def test_an_error_after_the_response_started_is_not_hidden() -> None:
     with pytest.raises(RuntimeError, match="after the response started"):
         client().get("/stream")
+
+
+def test_a_failing_probe_logs_one_line_and_an_api_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """An engine loads for minutes; each readiness poll meanwhile is one line, not a traceback."""
+    with caplog.at_level("WARNING", logger="services.answer_on_error"):
+        client().get("/readyz")
+    [probe] = caplog.records
+    assert probe.getMessage().startswith("/readyz: not ready (") and probe.exc_info is None
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="services.answer_on_error"):
+        client().post("/predict", json={})
+    [api] = caplog.records
+    assert api.exc_info is not None

@@ -11,7 +11,8 @@ import pytest
 from services.cache.codec import encode_vector
 from services.cache.disk import SqliteStore
 from services.cache.keys import embedding_key
-from services.embedding.lookup import CachedEmbedder, from_base64, normalized, to_base64
+from services.embedding.lookup import CachedEmbedder, normalized
+from services.wire import from_base64, to_base64
 
 DIM = 8
 

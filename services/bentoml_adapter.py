@@ -1,0 +1,50 @@
+"""Every BentoML internal the project relies on, in one place (written against BentoML 1.4.40).
+
+BentoML has no public API for these. Each one is exercised by tests/unit/test_bentoml_adapter.py, which
+fails loudly when an upgrade moves or changes it; nothing else in the project reaches inside BentoML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STREAM_MEDIA_TYPE = "text/event-stream"
+
+# Routes BentoML's app adds *after* the apps mounted with ``@bentoml.asgi_app`` (so a catch-all route in a
+# mounted app would shadow them): the web UI and its assets, and the OpenAPI document.
+UI_PATHS = frozenset({"/", "/docs.json"})
+UI_PREFIXES = ("/static_content/", "/assets/")
+
+
+def dependency_url(service_name: str) -> str | None:
+    """Where BentoML told this worker a dependency listens: ``file:///...`` (a Unix socket on this host,
+    under ``bentoml serve``) or ``http://host:port`` (``--depends`` in a split deployment). None where
+    the dependency is built inside this process (a service class instantiated directly)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    mapping: dict[str, str] = BentoMLContainer.remote_runner_mapping.get()
+    return mapping.get(service_name)
+
+
+def mark_streaming(service: Any, api: str) -> None:
+    """Mark a coroutine API that returns a stream as a streaming API.
+
+    BentoML marks an API as streaming only when its function is an async generator. Our ``generate`` APIs
+    are coroutines that open the engine request first and then return the stream, so an engine error
+    becomes an HTTP 4xx instead of a stream that breaks after the 200. Without the mark, ``/schema.json``
+    lacks ``is_stream`` and BentoML's clients read the whole stream as one string.
+    """
+    method = service.apis[api]
+    method.is_stream = True
+    if not method.output_spec.media_type:
+        method.output_spec.media_type = STREAM_MEDIA_TYPE
+
+
+def openapi_document(service: Any) -> dict[str, Any]:
+    """The OpenAPI document BentoML serves at ``/docs.json`` for ``service`` (a ``bentoml.Service``)."""
+    document: dict[str, Any] = service.openapi_spec.asdict()
+    return document
+
+
+def is_bentoml_ui_path(path: str) -> bool:
+    return path in UI_PATHS or path.startswith(UI_PREFIXES)

@@ -1,0 +1,47 @@
+"""What travels between the Bento's services and its clients: header names, error bodies, vector codecs.
+
+Shared by every service package, so no service imports another one's internals to speak to it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+import numpy as np
+from starlette.responses import JSONResponse
+
+CACHE_HEADER = "x-infstack-cache"  # miss, hit, semantic-hit or bypass: how the response cache answered
+MODEL_HEADER = "x-infstack-model"  # the model-store tag that produced a classic-ML answer
+RETRY_AFTER_S = "1"
+
+
+def openai_error(
+    message: str, status: int, kind: str = "ServiceUnavailableError", param: str | None = None
+) -> JSONResponse:
+    """An error body in the shape OpenAI and vLLM's server use, so clients parse ours and theirs alike.
+    5xx answers carry ``Retry-After``: the condition is expected to pass."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    headers = {"Retry-After": RETRY_AFTER_S} if status >= 500 else None
+    return JSONResponse(body, status, headers)
+
+
+def dependency_failed(dependency: str) -> JSONResponse:
+    """502 when a service this one calls is down or refuses: names it, so the client knows whose fault."""
+    return JSONResponse(
+        {
+            "error": f"the {dependency} service is unavailable or overloaded; retry later",
+            "dependency": dependency,
+        },
+        status_code=502,
+        headers={"Retry-After": RETRY_AFTER_S},
+    )
+
+
+def to_base64(vectors: np.ndarray) -> list[str]:
+    """Each vector as little-endian float32 bytes in base64: OpenAI's ``encoding_format="base64"``."""
+    return [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+
+
+def from_base64(items: Sequence[str]) -> np.ndarray:
+    return np.stack([np.frombuffer(base64.b64decode(s), dtype="<f4") for s in items])
