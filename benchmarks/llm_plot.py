@@ -1,7 +1,7 @@
 """The LLM serving benchmark's figure: raw vLLM and the Bento side by side, per load and metric.
 
 Separate from benchmarks/common.py's single-series bar panels because every bar here has a twin
-(raw vs bento) that it must sit next to.
+(raw vs the Bento's targets) that it must sit next to.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.llm_load import Load
 
-COLORS = {"raw": "tab:gray", "bento": "tab:blue"}
+COLORS = {"raw": "tab:gray", "gateway": "tab:blue", "llm": "tab:purple", "bento": "tab:blue"}
 ROLE_COLORS = {"vllm_worker": "tab:green", "vllm_engine_core": "tab:olive", "vllm_api_server": "tab:cyan",
                "bento_worker": "tab:red", "bento_supervisor": "tab:pink", "other": "tab:gray"}  # fmt: skip
 

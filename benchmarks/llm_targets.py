@@ -1,13 +1,15 @@
-"""The two servers the LLM serving benchmark compares, built from ONE LLMSettings object.
+"""The servers the LLM serving benchmark compares, built from ONE LLMSettings object.
 
 - raw: ``services.llm.engine.engine_command(settings)`` run directly, exactly the process our service
   starts (``env -u PROMETHEUS_MULTIPROC_DIR ... python -m vllm.entrypoints.openai.api_server ...``),
   on 127.0.0.1 and a free port; ready when ``/health`` answers 200.
-- bento: ``bentoml serve services.llm.service:LLM`` with every LLMSettings field passed as an
-  ``INFSTACK_LLM__*`` variable (so the Bento rebuilds the same object), its own BENTOML_HOME and a
-  throw-away response-cache file (tests.procs.BentoServer); ready when ``/readyz`` answers 200.
+- gateway: the product as users run it, ``bentoml serve services.gateway.service:Gateway`` (the whole
+  Bento: gateway, LLM, embedding cache, classic ML), measured at the gateway's public port.
+- llm: ``bentoml serve services.llm.service:LLM`` alone (a diagnostic: one service of the Bento).
 
-Only the engine's loopback port differs between the two (it is not an engine setting).
+Both Bento targets get every LLMSettings field as an ``INFSTACK_LLM__*`` variable (so they rebuild the
+same object), their own BENTOML_HOME and a throw-away cache file (scripts.procs.BentoServer); ready when
+``/readyz`` answers 200. Only the engine's loopback port differs (it is not an engine setting).
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Protocol
 import httpx
 import psutil
 
+from scripts import procs
 from services.llm.engine import engine_command
 from services.settings import LLMSettings, env_var_name
-from tests import procs
 
-LLM_TARGET = "services.llm.service:LLM"
+SERVICES = {"llm": "services.llm.service:LLM", "gateway": "services.gateway.service:Gateway"}
 
 
 def _role(proc: psutil.Process) -> str:
@@ -125,26 +127,26 @@ class RawEngine:
 
 
 class BentoTarget:
-    """Our LLM service under ``bentoml serve``: BentoML, the cache-aware proxy, then the same engine."""
-
-    name = "bento"
+    """A ``bentoml serve`` of this project: the whole Bento (``gateway``) or the LLM service (``llm``)."""
 
     def __init__(
         self,
+        name: str,
         settings: LLMSettings,
         env: dict[str, str],
         workdir: Path,
         bento_env: dict[str, str] | None = None,
     ) -> None:
+        self.name = name
         self.settings = settings.model_copy(update={"engine_port": procs.free_port()})
         self.env = {
             **env,
             **(bento_env or {}),
             **settings_env(self.settings),
-            "INFSTACK_CACHE__DISK_PATH": str(workdir / "bento-cache.sqlite3"),
+            "INFSTACK_CACHE__DISK_PATH": str(workdir / f"{name}-cache.sqlite3"),
             "INFSTACK_CACHE__BACKEND": "disk",
         }
-        self.server = procs.BentoServer(LLM_TARGET, self.env, workdir / "bento.log")
+        self.server = procs.BentoServer(SERVICES[name], self.env, workdir / f"{name}.log")
         self.url = self.server.url
 
     def start(self, ready_timeout_s: float) -> BentoTarget:
