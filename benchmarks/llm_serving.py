@@ -36,7 +36,15 @@ from typing import Any
 from benchmarks.common import CpuMeter, format_table, run_metadata, wait_for_quiet
 from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve
 from benchmarks.llm_plot import plot_comparison
-from benchmarks.llm_targets import BentoTarget, RawEngine, Target, cpu_by_role, cpu_delta
+from benchmarks.llm_targets import (
+    BentoTarget,
+    MetricsSampler,
+    RawEngine,
+    Target,
+    cpu_by_role,
+    cpu_delta,
+    engine_facts,
+)
 from services.llm import compat
 from services.llm.engine import resolve_model, served_model_name
 from services.settings import LLMSettings, load_settings
@@ -143,7 +151,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
             run = replace(load, seed=load.seed + 7919 * rep)
             quiet = wait_for_quiet(target.pids(), timeout_s=args.quiet_wait_s)
             before = cpu_by_role(target.pids())
-            with CpuMeter(target.pids()) as meter:
+            with CpuMeter(target.pids()) as meter, MetricsSampler(target.url) as sampled:
                 if args.client == "vllm-bench":
                     duration, done = vllm_bench_serve(target.url, model, model_dir, args.input_len, args.output_len,
                                                       run, args.temperature, workdir / target.name)  # fmt: skip
@@ -156,6 +164,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
             one = summarize(duration, done, args.input_len)
             runs.append({"output_throughput": round(one["output_throughput"], 2), "failed": one["failed"],
                          "foreign_cores_before": round(quiet, 3), "cpu": meter.to_json(),
+                         "metrics_during_load": sampled.to_json(),
                          "cpu_s_by_process": {k: round(v, 3) for k, v in sorted(by_role.items())}})  # fmt: skip
             print(f"  {target.name} {load.name} #{rep}: {one['output_throughput']:.0f} out tok/s, TTFT p50 "
                   f"{one['median_ttft_ms']:.1f} ms, failed {one['failed']}, other jobs "
@@ -313,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     engine_env |= dict(e.split("=", 1) for e in args.engine_env)
     results: dict[str, dict[str, Any]] = {}
     commands: dict[str, Any] = {}
+    engine_logs: dict[str, list[str]] = {}
     if "gateway" in args.targets.split(","):  # the whole Bento serves the classic models too
         from models.train_classic import ensure_models
 
@@ -337,7 +347,10 @@ def main(argv: list[str] | None = None) -> None:
             results[name] = measure(target, args, model, model_dir, loads, prompts, workdir)
         finally:
             target.stop()
-        report = _report(args, settings, engine_env, commands, results, loads, started)
+            engine_logs[name] = engine_facts(target.log_path)
+        report = _report(args, settings, engine_env, commands, results, loads, started) | {
+            "engine_log": engine_logs
+        }
         write_json(args.out, report)  # after every target: a run cut short keeps what it measured
     plot_comparison(args.out.with_suffix(".png"), results, loads, report)
     print(table(results, loads))

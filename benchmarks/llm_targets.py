@@ -18,13 +18,16 @@ import contextlib
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts import procs
+from services.llm import compat
 from services.llm.engine import engine_command
 from services.settings import LLMSettings, env_var_name
 
@@ -67,6 +70,7 @@ def cpu_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
 class Target(Protocol):
     name: str
     url: str
+    log_path: Path
 
     def pids(self) -> list[int]: ...
 
@@ -146,7 +150,8 @@ class BentoTarget:
             "INFSTACK_CACHE__DISK_PATH": str(workdir / f"{name}-cache.sqlite3"),
             "INFSTACK_CACHE__BACKEND": "disk",
         }
-        self.server = procs.BentoServer(SERVICES[name], self.env, workdir / f"{name}.log")
+        self.log_path = workdir / f"{name}.log"
+        self.server = procs.BentoServer(SERVICES[name], self.env, self.log_path)
         self.url = self.server.url
 
     def start(self, ready_timeout_s: float) -> BentoTarget:
@@ -158,3 +163,60 @@ class BentoTarget:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+class MetricsSampler:
+    """Scrapes a target's ``/metrics`` about once a second during a ``with`` block (a thread, so it does
+    not disturb the client's event loop): the most requests the engine ran at once (through a proxy with a
+    connection cap that stays below ``max_num_seqs``), its peak KV-cache usage, and the last GPU gauges."""
+
+    PEAKS = ("vllm:num_requests_running", "vllm:num_requests_waiting", *compat.KV_CACHE_USAGE_METRICS)
+    GPU_PREFIX = "infstack_gpu_"
+
+    def __init__(self, url: str, period_s: float = 1.0) -> None:
+        self.url = url.rstrip("/") + "/metrics"
+        self.period_s = period_s
+        self.peaks: dict[str, float] = {}
+        self.gpu: dict[str, float] = {}
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    self._read(client.get(self.url).text)
+                if self._stop.wait(self.period_s):
+                    return
+
+    def _read(self, text: str) -> None:
+        self.scrapes += 1
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in self.PEAKS:
+                    self.peaks[sample.name] = max(self.peaks.get(sample.name, 0.0), sample.value)
+                elif sample.name.startswith(self.GPU_PREFIX):
+                    self.gpu[f"{sample.name}{{gpu={sample.labels.get('gpu')}}}"] = sample.value
+
+    def __enter__(self) -> MetricsSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def to_json(self) -> dict[str, object]:
+        return {"scrapes": self.scrapes, "peaks": self.peaks, "gpu_last": self.gpu}
+
+
+ENGINE_FACTS = ("Model loading took", "Available KV cache memory", "KV cache size", "Maximum concurrency")
+
+
+def engine_facts(log_path: Path) -> list[str]:
+    """vLLM's own lines about memory (what the GPU memory planner is checked against)."""
+    if not log_path.exists():
+        return []
+    return [line.strip()[-200:] for line in log_path.read_text(errors="replace").splitlines()
+            if any(fact in line for fact in ENGINE_FACTS)]  # fmt: skip

@@ -26,6 +26,17 @@ def dependency_url(service_name: str) -> str | None:
     return mapping.get(service_name)
 
 
+def assigned_gpus() -> list[int] | None:
+    """The GPUs BentoML gave this service's workers (it sets ``CUDA_VISIBLE_DEVICES`` from
+    ``resources={"gpu": N}``), as NVML indices; None where it set nothing (every GPU is visible)."""
+    import os
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return None
+    return [int(i) for i in visible.split(",") if i.strip().isdigit()]
+
+
 def mark_streaming(service: Any, api: str) -> None:
     """Mark a coroutine API that returns a stream as a streaming API.
 

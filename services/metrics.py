@@ -40,6 +40,18 @@ CACHE_WRITES_DROPPED = Counter(
     ["cache"],
 )
 
+# --- GPUs ----------------------------------------------------------------------------------------
+# Read from NVML at scrape time by services/gpu_metrics.py, for the GPUs the serving process holds;
+# absent (no series at all) where there is no GPU or no NVIDIA driver.
+GPU_LABELS = ("gpu", "name")
+GPU_GAUGES = {
+    "infstack_gpu_utilization_ratio": "Share of the last sample period in which a kernel ran on the GPU (0-1)",
+    "infstack_gpu_memory_used_bytes": "GPU memory in use, all processes",
+    "infstack_gpu_memory_total_bytes": "GPU memory in total",
+    "infstack_gpu_temperature_celsius": "GPU core temperature",
+    "infstack_gpu_power_watts": "GPU power draw",
+}
+
 # --- embedding service -------------------------------------------------------------------------
 EMBEDDING_BATCH_SIZE = Histogram(
     "infstack_embedding_batch_size",

@@ -126,6 +126,11 @@ class LLMSettings(_Section):
         default=900, ge=10, description="How long benchmark and test harnesses wait for the engine to answer."
     )
     extra_engine_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+    profiler_dir: Path | None = Field(
+        default=None,
+        description="Turn on vLLM's torch profiler, writing traces here (POST /start_profile and /stop_profile, "
+        "or `python -m benchmarks.profile_trace`). Off by default: a profiled engine is slower.",
+    )
     request_gpus: bool = Field(
         default=True,
         description="Ask BentoML/BentoCloud for tensor x pipeline parallel GPUs. The Bento targets GPUs, so "

@@ -41,7 +41,7 @@ from services.llm.backends import (
 )
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
 from services.llm.service import LLM
-from services.metrics_exposition import engine_families, merged, scrape
+from services.metrics_exposition import merged, scrape
 from services.relay import Upstream, UpstreamUnavailable, relay
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
@@ -73,6 +73,7 @@ class Gateway:
 
     def __init__(self) -> None:
         self.llm_backend = _llm_backend(SETTINGS, self._embed_prompt if SETTINGS.llm.semantic_cache else None)
+        self.llm_service = _dependency("llm")
         self.embedding_upstream = _dependency("embedding_cache")
         self.classic_upstream = _dependency("classic_ml")
         self._engine_doc: dict[str, Any] | None = None
@@ -81,18 +82,19 @@ class Gateway:
         return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
 
     async def __metrics__(self, content: str) -> str:
-        """Every series of the Bento, each family once: ours and the other services' (one multiprocess
-        directory under ``bentoml serve``; fetched from each service when split) and vLLM's."""
-        backend = self.llm_backend
-        if isinstance(backend, EngineBackend):
-            return await merged([content, await engine_families(backend.engine)])
-        others = [_upstream(backend), self.embedding_upstream, self.classic_upstream]  # split: fetch each
-        return await merged([content, *await asyncio.gather(*(scrape(u) for u in others))])
+        """Every series of the Bento, each family once. The LLM service's ``/metrics`` adds the engine's
+        ``vllm:*`` and its GPUs' gauges to the series all services share under ``bentoml serve`` (one
+        multiprocess directory); split into pods, each service's own series are fetched too."""
+        sources = [self.llm_service]
+        if isinstance(self.llm_backend, ServiceBackend):
+            sources += [self.embedding_upstream, self.classic_upstream]
+        return await merged([content, *await asyncio.gather(*(scrape(u) for u in sources))])
 
     @bentoml.on_shutdown
     async def _close(self) -> None:
         await self.llm_backend.close()
-        await asyncio.gather(self.embedding_upstream.close(), self.classic_upstream.close())
+        upstreams = (self.llm_service, self.embedding_upstream, self.classic_upstream)
+        await asyncio.gather(*(upstream.close() for upstream in upstreams))
 
     async def status(self) -> dict[str, Any]:
         async def ready(dep: Any, **detail: Any) -> dict[str, Any]:

@@ -9,8 +9,10 @@ Nothing else in the project branches on the vLLM version or build.
 from __future__ import annotations
 
 import functools
+import json
 import sys
-from importlib import metadata
+from importlib import metadata, util
+from pathlib import Path
 
 
 @functools.cache
@@ -35,12 +37,32 @@ def api_server_command() -> list[str]:
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
 
 
-def engine_env(cpu_kvcache_space_gib: int) -> dict[str, str]:
+def engine_env(cpu_kvcache_space_gib: int, profiler_dir: Path | None = None) -> dict[str, str]:
     """Environment the engine process needs on this build. CPU builds size the KV cache in GiB
-    through an environment variable instead of ``gpu_memory_utilization``."""
-    if is_cpu_build():
-        return {"VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_space_gib)}
-    return {}
+    through an environment variable instead of ``gpu_memory_utilization``. Releases without a
+    ``ProfilerConfig`` turn the torch profiler on through ``VLLM_TORCH_PROFILER_DIR``."""
+    env = {"VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_space_gib)} if is_cpu_build() else {}
+    if profiler_dir is not None and not _has_profiler_config():
+        env["VLLM_TORCH_PROFILER_DIR"] = str(profiler_dir)
+    return env
+
+
+def profiler_args(profiler_dir: Path | None) -> list[str]:
+    """Engine flags that turn on the torch profiler (and vLLM's /start_profile, /stop_profile routes)."""
+    if profiler_dir is None or not _has_profiler_config():
+        return []
+    return ["--profiler-config", json.dumps({"profiler": "torch", "torch_profiler_dir": str(profiler_dir)})]
+
+
+@functools.cache
+def _has_profiler_config() -> bool:
+    """Whether this vLLM configures profiling with ``--profiler-config`` (looked up without importing it)."""
+    spec = util.find_spec("vllm")
+    return (
+        spec is not None
+        and spec.origin is not None
+        and (Path(spec.origin).parent / "config" / "profiler.py").exists()
+    )
 
 
 def request_amx_permission() -> None:

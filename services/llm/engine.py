@@ -69,6 +69,8 @@ def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
         args += ["--max-model-len", str(settings.max_model_len)]
     if settings.enforce_eager:
         args.append("--enforce-eager")
+    if settings.profiler_dir is not None:
+        args += compat.profiler_args(settings.profiler_dir.expanduser().resolve())
     return args + list(settings.extra_engine_args)
 
 
@@ -78,7 +80,8 @@ def engine_command(settings: LLMSettings) -> list[str]:
     PROMETHEUS_MULTIPROC_DIR is removed: BentoML sets it for its workers, and an engine inheriting it
     would write its series into BentoML's directory (duplicating what ``__metrics__`` appends).
     """
-    env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib).items()]
+    profiler_dir = settings.profiler_dir.expanduser().resolve() if settings.profiler_dir else None
+    env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib, profiler_dir).items()]
     model_path = resolve_model(settings.model)
     return [
         "env",

@@ -15,12 +15,13 @@ import bentoml
 import numpy as np
 from starlette.applications import Starlette
 
-from services.bentoml_adapter import mark_streaming
+from services.bentoml_adapter import assigned_gpus, mark_streaming
+from services.gpu_metrics import gpu_exposition
 from services.llm.backends import EngineBackend, as_vector, engine_backend, started
 from services.llm.engine import engine_command, store_tag
 from services.llm.routes import llm_routes
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
-from services.metrics_exposition import engine_families
+from services.metrics_exposition import engine_families, merged
 from services.settings import get_settings
 
 SETTINGS = get_settings()
@@ -69,8 +70,10 @@ class LLM:
         return engine_command(CONFIG)
 
     async def __metrics__(self, content: str) -> str:
-        """BentoML's series plus the engine's ``vllm:*`` families (its process metrics would clash)."""
-        return content + await engine_families(self.backend.engine)
+        """BentoML's series, the engine's ``vllm:*`` families and the gauges of this service's GPUs."""
+        return await merged(
+            [content, await engine_families(self.backend.engine), gpu_exposition(assigned_gpus())]
+        )
 
     @bentoml.on_shutdown
     async def _close(self) -> None:

@@ -171,3 +171,21 @@ def test_bursts_after_an_idle_gap_all_succeed(llm_server: BentoServer) -> None:
     assert burst() == [200] * 8
     time.sleep(4.9)
     assert burst() == [200] * 8
+
+
+def test_memory_planner_matches_the_kv_cache_the_engine_reported(llm_server: BentoServer) -> None:
+    """python -m models.plan_memory for the served model and settings vs vLLM's own log line."""
+    import re
+
+    from models.plan_memory import load_architecture, plan
+
+    env = llm_server.env
+    found = re.search(r"KV cache size: ([\d,]+) tokens", llm_server.startup_log)
+    assert found, "the engine did not report its KV cache size"
+    reported = int(found.group(1).replace(",", ""))
+    planned = plan(
+        load_architecture(TINY_LLM),
+        max_model_len=int(env["INFSTACK_LLM__MAX_MODEL_LEN"]),
+        cpu_kv_space_gib=float(env["INFSTACK_LLM__CPU_KVCACHE_SPACE_GIB"]),
+    )
+    assert planned.kv_cache_tokens == pytest.approx(reported, rel=0.05)
