@@ -242,9 +242,14 @@ def vllm_bench_serve(
         cmd += ["--max-concurrency", str(load.max_concurrency)]
     subprocess.run(cmd, check=True)
     raw = json.loads((result_dir / name).read_text())
-    columns = ("errors", "ttfts", "latencies", "itls", "output_lens", "input_lens")
+    n = len(raw["ttfts"])
+    # vLLM 0.26 saves no per-request latencies: a request's E2EL is its TTFT plus its inter-token gaps.
+    e2els = raw.get("latencies") or [t + sum(gaps) for t, gaps in zip(raw["ttfts"], raw["itls"], strict=True)]
+    errors = raw.get("errors") or [""] * n
     results = [
         RequestResult(not err, err or "", ttft, e2el, list(itl), out, inp)
-        for err, ttft, e2el, itl, out, inp in zip(*(raw[c] for c in columns), strict=True)
+        for err, ttft, e2el, itl, out, inp in zip(
+            errors, raw["ttfts"], e2els, raw["itls"], raw["output_lens"], raw["input_lens"], strict=True
+        )
     ]
     return float(raw["duration"]), results

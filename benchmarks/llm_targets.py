@@ -166,14 +166,15 @@ class BentoTarget:
 
 
 class MetricsSampler:
-    """Scrapes a target's ``/metrics`` about once a second during a ``with`` block (a thread, so it does
-    not disturb the client's event loop): the most requests the engine ran at once (through a proxy with a
-    connection cap that stays below ``max_num_seqs``), its peak KV-cache usage, and the last GPU gauges."""
+    """Scrapes a target's ``/metrics`` every few seconds during a ``with`` block, as Prometheus would (a
+    thread, so it does not disturb the client's event loop): the most requests the engine ran at once
+    (through a proxy with a connection cap that stays below ``max_num_seqs``), its peak KV-cache usage,
+    and the last GPU gauges. Every 5 s by default: scraping is work for the server too."""
 
     PEAKS = ("vllm:num_requests_running", "vllm:num_requests_waiting", *compat.KV_CACHE_USAGE_METRICS)
     GPU_PREFIX = "infstack_gpu_"
 
-    def __init__(self, url: str, period_s: float = 1.0) -> None:
+    def __init__(self, url: str, period_s: float = 5.0) -> None:
         self.url = url.rstrip("/") + "/metrics"
         self.period_s = period_s
         self.peaks: dict[str, float] = {}
@@ -208,7 +209,7 @@ class MetricsSampler:
         self._thread.join(10)
 
     def to_json(self) -> dict[str, object]:
-        return {"scrapes": self.scrapes, "peaks": self.peaks, "gpu_last": self.gpu}
+        return {"scrapes": self.scrapes, "period_s": self.period_s, "peaks": self.peaks, "gpu_last": self.gpu}
 
 
 ENGINE_FACTS = ("Model loading took", "Available KV cache memory", "KV cache size", "Maximum concurrency")

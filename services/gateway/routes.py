@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from services.embedding.openai_api import ROUTE as EMBEDDINGS_ROUTE
 from services.llm.backends import LLMBackend
@@ -27,6 +28,7 @@ class Dependencies(Protocol):
     """What the routes need from the gateway service instance."""
 
     llm_backend: LLMBackend
+    llm_service: Upstream
     embedding_upstream: Upstream
 
     async def status(self) -> dict[str, Any]: ...
@@ -57,6 +59,40 @@ def create_app(get_service: Callable[[], Dependencies]) -> Starlette:
             *llm_routes(lambda: get_service().llm_backend),
         ]
     )
+
+
+class MetricsFromLLMService:
+    """``GET /metrics`` on one host: the LLM service's ``/metrics``, relayed as bytes.
+
+    Under ``bentoml serve`` that answer already holds every series of the Bento (all services write to
+    one multiprocess directory) plus the engine's ``vllm:*`` and the GPU gauges. Relaying it keeps the
+    scrape's CPU (BentoML reading the multiprocess files in a thread) out of the gateway, whose event
+    loop relays every stream: a CPU-bound thread there holds the GIL in 5 ms slices and delays every
+    chunk in flight. Split into pods, or when the LLM service does not answer, BentoML's own route
+    answers (the gateway's ``__metrics__`` then gathers each service's series)."""
+
+    def __init__(
+        self, app: Any, get_service: Callable[[], Dependencies], one_host: Callable[[Any], bool]
+    ) -> None:
+        self.app = app
+        self.get_service = get_service
+        self.one_host = one_host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics" and scope["method"] == "GET":
+            service = self.get_service()
+            if self.one_host(service.llm_backend):
+                try:
+                    answer = await service.llm_service.request("GET", "/metrics")
+                    async with answer:
+                        body, status = await answer.read(), answer.status
+                        media_type = answer.headers.get("content-type")
+                except UpstreamUnavailable:
+                    status = 0
+                if status == 200:
+                    await Response(body, 200, media_type=media_type)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def probe(

@@ -30,7 +30,7 @@ from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
 from services.gateway.openapi import merged_document
-from services.gateway.routes import create_app, probe
+from services.gateway.routes import MetricsFromLLMService, create_app, probe
 from services.llm.backends import (
     EngineBackend,
     LLMBackend,
@@ -82,13 +82,10 @@ class Gateway:
         return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
 
     async def __metrics__(self, content: str) -> str:
-        """Every series of the Bento, each family once. The LLM service's ``/metrics`` adds the engine's
-        ``vllm:*`` and its GPUs' gauges to the series all services share under ``bentoml serve`` (one
-        multiprocess directory); split into pods, each service's own series are fetched too."""
-        sources = [self.llm_service]
-        if isinstance(self.llm_backend, ServiceBackend):
-            sources += [self.embedding_upstream, self.classic_upstream]
-        return await merged([content, *await asyncio.gather(*(scrape(u) for u in sources))])
+        """Split into pods (on one host ``MetricsFromLLMService`` answers instead): every service's own
+        series, gathered and merged so each family appears once, the engine's and GPUs' among them."""
+        upstreams = (self.llm_service, self.embedding_upstream, self.classic_upstream)
+        return await merged([content, *await asyncio.gather(*(scrape(u) for u in upstreams))])
 
     @bentoml.on_shutdown
     async def _close(self) -> None:
@@ -158,6 +155,9 @@ class Gateway:
 
 mark_streaming(Gateway, "generate")
 Gateway.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise
+Gateway.add_asgi_middleware(
+    MetricsFromLLMService, get_service=_service, one_host=lambda backend: isinstance(backend, EngineBackend)
+)
 
 
 def _dependency(name: str) -> Upstream:
