@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -32,6 +33,14 @@ HOP_BY_HOP = frozenset(
 _SERVER_OWNED = frozenset({"date", "server"})
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 EVENT_STREAM = "text/event-stream"
+
+
+def freeze_gc_heap() -> None:
+    """Move everything a relaying worker built at start-up out of the garbage collector's sight, as
+    vLLM's own API server does: collections of the oldest generation then scan only what requests
+    allocate, instead of pausing the event loop, and every stream it relays, over the whole heap."""
+    gc.collect()
+    gc.freeze()
 
 
 class UpstreamUnavailable(Exception):

@@ -42,7 +42,7 @@ from services.llm.backends import (
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
 from services.llm.service import LLM
 from services.metrics_exposition import merged, scrape
-from services.relay import Upstream, UpstreamUnavailable, relay
+from services.relay import Upstream, UpstreamUnavailable, freeze_gc_heap, relay
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
 
@@ -86,6 +86,10 @@ class Gateway:
         series, gathered and merged so each family appears once, the engine's and GPUs' among them."""
         upstreams = (self.llm_service, self.embedding_upstream, self.classic_upstream)
         return await merged([content, *await asyncio.gather(*(scrape(u) for u in upstreams))])
+
+    @bentoml.on_startup
+    def _freeze_gc(self) -> None:
+        freeze_gc_heap()
 
     @bentoml.on_shutdown
     async def _close(self) -> None:

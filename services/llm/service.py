@@ -22,6 +22,7 @@ from services.llm.engine import engine_command, store_tag
 from services.llm.routes import llm_routes
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
 from services.metrics_exposition import engine_families
+from services.relay import freeze_gc_heap
 from services.settings import get_settings
 
 SETTINGS = get_settings()
@@ -73,6 +74,10 @@ class LLM:
         """BentoML's series, the engine's ``vllm:*`` families and the gauges of this service's GPUs:
         three sets of families with no name in common, so they are joined as text, not parsed."""
         return content + await engine_families(self.backend.engine) + gpu_exposition(assigned_gpus())
+
+    @bentoml.on_startup
+    def _freeze_gc(self) -> None:
+        freeze_gc_heap()
 
     @bentoml.on_shutdown
     async def _close(self) -> None:
