@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models serve build containerfile test lint unit integration redis bench-embedding
+.PHONY: setup models serve build containerfile test lint unit integration redis prometheus bench-embedding
 
 setup: $(STAMP)
 
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 redis:
 	@bash scripts/ensure-redis.sh
+
+prometheus:
+	@bash scripts/ensure-prometheus.sh
 
 models: setup
 	$(PY) -m models.ensure
@@ -40,14 +43,15 @@ containerfile: build
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy  # strict on services/ (pyproject.toml)
 
-test: setup redis lint
+test: setup redis prometheus lint
 	$(PY) -m pytest
 
 unit: setup
 	$(PY) -m pytest tests/unit
 
-integration: setup redis
+integration: setup redis prometheus
 	$(PY) -m pytest tests/integration
 
 bench-embedding: setup

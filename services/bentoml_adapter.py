@@ -57,5 +57,10 @@ def openapi_document(service: Any) -> dict[str, Any]:
     return document
 
 
+def add_middleware(service: Any, middleware: type, **options: Any) -> None:
+    """``Service.add_asgi_middleware`` (public, but invisible to a type checker on the decorated class)."""
+    service.add_asgi_middleware(middleware, **options)
+
+
 def is_bentoml_ui_path(path: str) -> bool:
     return path in UI_PATHS or path.startswith(UI_PREFIXES)

@@ -29,7 +29,8 @@ def _nvml() -> object | None:
         pynvml.nvmlInit()
         if pynvml.nvmlDeviceGetCount() == 0:
             return None
-        return pynvml
+        module: object = pynvml
+        return module
     except Exception as exc:  # no driver library, no device, no package: simply no GPU series
         log.info("no GPU metrics: NVML is not available (%s)", exc)
         return None
@@ -70,5 +71,5 @@ def gpu_exposition(indices: list[int] | None) -> str:
     if _nvml() is None:
         return ""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NvmlCollector(indices))  # type: ignore[arg-type]
+    registry.register(NvmlCollector(indices))
     return generate_latest(registry).decode()

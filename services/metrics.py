@@ -40,6 +40,15 @@ CACHE_WRITES_DROPPED = Counter(
     ["cache"],
 )
 
+# --- the relay to the engine -------------------------------------------------------------------
+PROXY_OVERHEAD_SECONDS = Histogram(
+    "infstack_proxy_overhead_seconds",
+    "Time this layer added before the first byte of an answer from the engine: from the request's arrival "
+    "to its sending to vLLM, plus from vLLM's first byte to ours (the engine's own TTFT excluded)",
+    ["hop"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
+
 # --- GPUs ----------------------------------------------------------------------------------------
 # Read from NVML at scrape time by services/gpu_metrics.py, for the GPUs the serving process holds;
 # absent (no series at all) where there is no GPU or no NVIDIA driver.

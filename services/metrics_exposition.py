@@ -50,7 +50,7 @@ class _Merged:
 
 def merge(texts: list[str]) -> str:
     """One valid exposition holding every family of ``texts`` once (first source wins a duplicate)."""
-    return generate_latest(_Merged(texts)).decode()  # type: ignore[arg-type]
+    return generate_latest(_Merged(texts)).decode()
 
 
 async def merged(texts: list[str]) -> str:

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,6 +32,7 @@ HOP_BY_HOP = frozenset(
 # Set by the server that answers the client (uvicorn, BentoML), not copied from upstream.
 _SERVER_OWNED = frozenset({"date", "server"})
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 EVENT_STREAM = "text/event-stream"
 
 
@@ -41,6 +42,11 @@ def freeze_gc_heap() -> None:
     allocate, instead of pausing the event loop, and every stream it relays, over the whole heap."""
     gc.collect()
     gc.freeze()
+
+
+def freeze_gc_on_start(service: object) -> None:
+    """A service's start-up hook: ``_freeze_gc = bentoml.on_startup(freeze_gc_on_start)``."""
+    freeze_gc_heap()
 
 
 class UpstreamUnavailable(Exception):
@@ -82,7 +88,7 @@ class Upstream:
         return self._session
 
     async def request(
-        self, method: str, path: str, body: bytes | None = None, headers: Mapping[str, str] | None = None
+        self, method: str, path: str, body: bytes | None = None, headers: Headers | None = None
     ) -> aiohttp.ClientResponse:
         """Send one request; the caller reads (or relays) and releases the response."""
         try:

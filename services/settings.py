@@ -182,7 +182,7 @@ class ClassicSettings(_Section):
 
     batching: bool = Field(
         default=True,
-        description="False serves the batch APIs without BentoML's dispatcher, one model call per request "
+        description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
         "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
     )
     text_model: str = Field(

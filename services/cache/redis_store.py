@@ -28,7 +28,9 @@ class RedisStore(LangChainByteStore):
         )
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
-        return list(self.client.mget(keys)) if keys else []
+        if not keys:
+            return []
+        return [v if v is None or isinstance(v, bytes) else v.encode() for v in self.client.mget(keys)]
 
     def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
         pipe = self.client.pipeline(transaction=False)

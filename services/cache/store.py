@@ -107,7 +107,8 @@ class FailSoftStore(LangChainByteStore):
                 self._failed("delete", exc)
 
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
-        return self.inner.yield_keys(prefix=prefix)  # type: ignore[attr-defined]
+        keys: Iterator[str] = self.inner.yield_keys(prefix=prefix)  # type: ignore[attr-defined]
+        return keys
 
     def ping(self) -> bool:
         """Readiness probe: True when the backend answers now."""

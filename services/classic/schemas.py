@@ -8,7 +8,7 @@ and ``true`` are type errors, not silently converted. Limits come from settings.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -32,7 +32,10 @@ Rows = Annotated[
         description=f"1 to {_LIMITS.max_rows} rows of {_FEATURES} finite numbers each",
     ),
 ]
-Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
+if TYPE_CHECKING:  # the checker sees the plain type; pydantic and BentoML see the bounds
+    Texts = list[str]
+else:
+    Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
 
 
 class Prediction(BaseModel):

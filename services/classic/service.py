@@ -20,10 +20,12 @@ import bentoml
 from bentoml.exceptions import BentoMLException
 
 from services.answer_on_error import AnswerOnError
+from services.bentoml_adapter import add_middleware
 from services.classic.models import TabularClassifier, TextClassifier, fetch_embeddings, observed_batch
 from services.classic.schemas import Prediction, Rows, Texts, predictions
 from services.classic.shedding import BatchedRoute, DependencyUnavailable, ShedMessage
 from services.embedding.service import EmbeddingCache
+from services.request_id import with_request_ids
 from services.settings import get_settings
 
 SETTINGS = get_settings()
@@ -35,7 +37,7 @@ CONFIG = SETTINGS.classic
     workers=CONFIG.workers,
     resources={"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
-    # The gateway calls it through BentoML's service client (docs: NOTES.md, BentoML).
+    # The gateway's /status calls it through BentoML's service client: never recycle its session (docs/ARCHITECTURE.md).
     runner_connection={"max_requests": 10**9, "max_age": 1e9},
 )
 class ClassicML:
@@ -104,7 +106,9 @@ class ClassicML:
             return predictions(self.tabular.class_names, self.tabular.predict_proba(rows))
 
 
-ClassicML.add_asgi_middleware(
+with_request_ids(ClassicML)
+add_middleware(
+    ClassicML,
     ShedMessage,
     routes={
         "/classify_text": BatchedRoute("text", CONFIG.text_max_latency_ms, dependency="embedding_cache"),
@@ -113,4 +117,4 @@ ClassicML.add_asgi_middleware(
 )
 
 
-ClassicML.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise
+add_middleware(ClassicML, AnswerOnError)  # /readyz of a service with dependencies can raise

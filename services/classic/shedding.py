@@ -65,6 +65,8 @@ class ShedMessage:
         self.app = app
         self.routes = routes
         self._tags: dict[str, bytes] = {}
+        for route in routes.values():  # exported at 0 from the start: a first shed is then an increase
+            metrics.CLASSIC_OVERLOADED.labels(route.model)
 
     def _tag(self, model: str) -> bytes:
         # Resolved on first use: the service instance (and its ``latest`` tags) exists only by then.

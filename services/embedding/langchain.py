@@ -33,7 +33,8 @@ class InferenceStackEmbeddings(BaseModel, Embeddings):
     @staticmethod
     def _vectors(response: httpx.Response) -> list[list[float]]:
         response.raise_for_status()
-        return from_base64(response.json()["embeddings"]).tolist()
+        vectors: list[list[float]] = from_base64(response.json()["embeddings"]).tolist()
+        return vectors
 
     def _chunks(self, texts: list[str]) -> list[list[str]]:
         return [texts[i : i + self.chunk_size] for i in range(0, len(texts), self.chunk_size)]

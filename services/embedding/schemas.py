@@ -5,7 +5,7 @@ Limits come from settings, so a 4xx names both the field and the configured limi
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -18,7 +18,7 @@ def bounded_texts(max_texts: int, max_chars: int) -> object:
     """A list of 1..max_texts non-empty texts of at most max_chars each; a 400 names the limit."""
     text = Annotated[str, Field(min_length=1, max_length=max_chars)]
     return Annotated[
-        list[text],  # type: ignore[valid-type]
+        list[text],
         Field(
             min_length=1,
             max_length=max_texts,
@@ -27,7 +27,10 @@ def bounded_texts(max_texts: int, max_chars: int) -> object:
     ]
 
 
-Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
+if TYPE_CHECKING:  # the checker sees the plain type; pydantic and BentoML see the bounds
+    Texts = list[str]
+else:
+    Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
 EncodingFormat = Literal["float", "base64"]
 
 

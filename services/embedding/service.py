@@ -24,6 +24,7 @@ from services.embedding.lookup import CachedEmbedder, normalized
 from services.embedding.model import load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
+from services.request_id import with_request_ids
 from services.settings import get_settings
 from services.wire import from_base64, to_base64
 
@@ -121,3 +122,6 @@ class EmbeddingCache:
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
         metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
         return vectors.astype(np.float32, copy=False)
+
+
+with_request_ids(EmbeddingCache)

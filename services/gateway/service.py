@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import bentoml
 import numpy as np
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import dependency_url, mark_streaming, openapi_document
+from services.bentoml_adapter import add_middleware, dependency_url, mark_streaming, openapi_document
 from services.classic.schemas import Prediction, Rows, Texts
 from services.classic.service import ClassicML
 from services.embedding.schemas import EmbedResponse, EncodingFormat
@@ -37,12 +36,12 @@ from services.llm.backends import (
     ServiceBackend,
     as_vector,
     engine_backend,
-    started,
 )
-from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
+from services.llm.generate import generate
 from services.llm.service import LLM
 from services.metrics_exposition import merged, scrape
-from services.relay import Upstream, UpstreamUnavailable, freeze_gc_heap, relay
+from services.relay import Upstream, UpstreamUnavailable, freeze_gc_on_start, relay
+from services.request_id import forwarded_request_id, with_request_ids
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
 
@@ -87,9 +86,7 @@ class Gateway:
         upstreams = (self.llm_service, self.embedding_upstream, self.classic_upstream)
         return await merged([content, *await asyncio.gather(*(scrape(u) for u in upstreams))])
 
-    @bentoml.on_startup
-    def _freeze_gc(self) -> None:
-        freeze_gc_heap()
+    _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
 
     @bentoml.on_shutdown
     async def _close(self) -> None:
@@ -121,46 +118,41 @@ class Gateway:
     async def embed(
         self, texts: EmbedTexts, normalize: bool = False, encoding_format: EncodingFormat = "float"
     ) -> EmbedResponse:
-        """Cached sentence embeddings (see the embedding-cache service)."""
-        return await self.embeddings.to_async.embed(
-            texts=texts, normalize=normalize, encoding_format=encoding_format
-        )
+        """Cached sentence embeddings (the embedding-cache service's answer, relayed as it gave it)."""
+        payload = {"texts": texts, "normalize": normalize, "encoding_format": encoding_format}
+        headers = [*_JSON, *forwarded_request_id().items()]
+        return await relay(  # type: ignore[return-value]
+            self.embedding_upstream, "POST", "/embed", json.dumps(payload).encode(), headers,
+            lambda _: dependency_failed("embedding_cache"),
+        )  # fmt: skip
 
     @bentoml.api
     async def classify_text(self, texts: Texts) -> list[Prediction]:
-        return await self._classic("/classify_text", {"texts": texts})  # type: ignore[return-value]
+        return cast(list[Prediction], await self._classic("/classify_text", {"texts": texts}))
 
     @bentoml.api
     async def predict_tabular(self, rows: Rows) -> list[Prediction]:
-        return await self._classic("/predict_tabular", {"rows": rows})  # type: ignore[return-value]
+        return cast(list[Prediction], await self._classic("/predict_tabular", {"rows": rows}))
 
     async def _classic(self, route: str, payload: dict[str, Any]) -> Any:
         """The classic service's answer as it gave it (validated here already): its status, body and
         headers, so a shed request stays a 503 that names the batching bound."""
+        body, headers = json.dumps(payload).encode(), [*_JSON, *forwarded_request_id().items()]
         return await relay(
-            self.classic_upstream, "POST", route, json.dumps(payload).encode(), _JSON,
-            lambda _: dependency_failed("classic_ml"),
-        )  # fmt: skip
+            self.classic_upstream, "POST", route, body, headers, lambda _: dependency_failed("classic_ml")
+        )
 
-    @bentoml.api
-    async def generate(
-        self,
-        prompt: Prompt,
-        max_tokens: MaxTokens = 128,
-        temperature: Temperature = 0.0,
-        top_p: TopP = 1.0,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """Stream a completion (the LLM service's typed API, over the gateway's LLM backend)."""
-        params = generate_params(prompt, max_tokens, temperature, top_p, seed, stop)
-        return await started(self.llm_backend.completion_text(params))
+    generate = bentoml.api(generate)  # services/llm/generate.py, shared with the LLM service
 
 
 mark_streaming(Gateway, "generate")
-Gateway.add_asgi_middleware(AnswerOnError)  # /readyz of a service with dependencies can raise
-Gateway.add_asgi_middleware(
-    MetricsFromLLMService, get_service=_service, one_host=lambda backend: isinstance(backend, EngineBackend)
+with_request_ids(Gateway)
+add_middleware(Gateway, AnswerOnError)  # /readyz of a service with dependencies can raise
+add_middleware(
+    Gateway,
+    MetricsFromLLMService,
+    get_service=_service,
+    one_host=lambda backend: isinstance(backend, EngineBackend),
 )
 
 
@@ -184,7 +176,9 @@ def _llm_backend(settings: Settings, embed_prompt: Any) -> LLMBackend:
         "gateway: LLM traffic goes to the %s", "vLLM engine directly" if route == "engine" else "LLM service"
     )
     if route == "engine":
-        return engine_backend(settings, f"http://127.0.0.1:{settings.llm.engine_port}", embed_prompt)
+        return engine_backend(
+            settings, f"http://127.0.0.1:{settings.llm.engine_port}", embed_prompt, hop="gateway"
+        )
     if url is None:
         raise RuntimeError("INFSTACK_GATEWAY__LLM_ROUTE=service needs the llm service as its own server")
     return ServiceBackend(Upstream("LLM service", url))
@@ -200,7 +194,8 @@ async def _engine_document(backend: LLMBackend) -> dict[str, Any] | None:
     try:
         response = await asyncio.wait_for(_upstream(backend).request("GET", "/openapi.json"), 10)
         async with response:
-            return await response.json() if response.status == 200 else None  # type: ignore[no-any-return]
+            document: dict[str, Any] | None = await response.json() if response.status == 200 else None
+            return document
     except (UpstreamUnavailable, TimeoutError, ValueError) as exc:
         log.info("docs.json: the engine's document is not available yet (%s)", exc)
         return None

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
-from http import HTTPStatus
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import numpy as np
-from bentoml.exceptions import BentoMLException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +26,7 @@ from services.llm.proxy import EngineProxy, EngineRequestError, EngineUnavailabl
 from services.llm.response_cache import CACHE_NAME, ResponseCache
 from services.llm.semantic import PromptEmbedder, SemanticIndex
 from services.relay import Upstream, UpstreamUnavailable, forward, relay_chunks
+from services.request_id import forwarded_request_id
 from services.settings import Settings
 from services.wire import openai_error
 
@@ -68,7 +67,7 @@ class EngineBackend:
         return await forward(self.proxy.engine, request, path, _unavailable)
 
     def completion_text(self, params: dict[str, Any]) -> AsyncIterator[str]:
-        return self.proxy.completion_text({"model": self.model_name, **params})
+        return self.proxy.completion_text({"model": self.model_name, **params}, forwarded_request_id())
 
     async def close(self) -> None:
         await self.proxy.close()
@@ -105,7 +104,9 @@ class ServiceBackend:
         await self.service.close()
 
 
-def engine_backend(settings: Settings, engine_url: str, embed_prompt: PromptEmbedder | None) -> EngineBackend:
+def engine_backend(
+    settings: Settings, engine_url: str, embed_prompt: PromptEmbedder | None, hop: str = "llm"
+) -> EngineBackend:
     """The cache-aware engine path as the settings describe it (response cache, semantic cache)."""
     config = settings.llm
 
@@ -118,27 +119,9 @@ def engine_backend(settings: Settings, engine_url: str, embed_prompt: PromptEmbe
         response_cache if config.response_cache else None,
         semantic if config.semantic_cache and embed_prompt is not None else None,
         embed_prompt if config.semantic_cache else None,
+        hop=hop,
     )
     return EngineBackend(proxy, config.served_model_name or config.model)
-
-
-async def started(pieces: AsyncIterator[str]) -> AsyncGenerator[str, None]:
-    """Start the request before answering: an engine error becomes an HTTP error (BentoML answers the
-    exception's status), not a stream that breaks after its 200."""
-    try:
-        first = await anext(pieces, None)
-    except EngineRequestError as exc:
-        raise BentoMLException(str(exc), error_code=HTTPStatus(exc.status)) from None
-    except EngineUnavailable as exc:
-        raise BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
-    return _prepend(first, pieces)
-
-
-async def _prepend(first: str | None, rest: AsyncIterator[str]) -> AsyncGenerator[str, None]:
-    if first is not None:
-        yield first
-    async for piece in rest:
-        yield piece
 
 
 def _bentoml_error_message(body: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,8 +77,10 @@ class EngineProxy:
         cache_factory: Callable[[], ResponseCache] | None,
         semantic: SemanticIndex | None = None,
         embed_prompt: PromptEmbedder | None = None,
+        hop: str = "llm",
     ) -> None:
         self.engine = engine
+        self.hop = hop  # which service this proxy runs in: the label of its overhead histogram
         self._cache_factory = cache_factory
         self._cache: ResponseCache | None = None
         self.semantic = semantic if embed_prompt is not None else None
@@ -96,8 +99,12 @@ class EngineProxy:
             self._cache.close()
         await self.engine.close()
 
-    async def open(self, route: str, body: bytes, headers: list[tuple[str, str]]) -> Reply:
-        """Answer from the cache, or start the request in vLLM and relay its reply."""
+    async def open(
+        self, route: str, body: bytes, headers: list[tuple[str, str]], arrived: float | None = None
+    ) -> Reply:
+        """Answer from the cache, or start the request in vLLM and relay its reply. ``arrived`` (a
+        ``perf_counter`` time) is when the request reached this layer, for the overhead histogram."""
+        arrived = time.perf_counter() if arrived is None else arrived
         pending = None
         cache = self.cache
         if cache is not None:
@@ -113,6 +120,7 @@ class EngineProxy:
                     pending.semantic, cached = await self._semantic_lookup(route, payload, cache)
                     if cached is not None:
                         return _cached_reply(*cached, "semantic-hit")
+        sent = time.perf_counter()
         try:
             upstream = await self.engine.request("POST", route, body, headers)
         except UpstreamUnavailable as exc:
@@ -120,7 +128,7 @@ class EngineProxy:
         reply_headers = response_headers(upstream.headers)
         content_type = upstream.headers.get("content-type")
         recorded: list[bytes] | None = [] if pending is not None and upstream.status == 200 else None
-        chunks = relay_chunks(upstream, recorded)
+        chunks = self._first_byte_timed(relay_chunks(upstream, recorded), sent - arrived)
         if recorded is not None and pending is not None:
             chunks = self._stored_once_complete(
                 chunks, recorded, pending, stream=is_event_stream(content_type)
@@ -148,6 +156,20 @@ class EngineProxy:
         metrics.CACHE_LOOKUPS.labels("llm_semantic", "miss" if cached is None else "hit").inc()
         return (sig, vector), cached
 
+    async def _first_byte_timed(
+        self, chunks: AsyncIterator[bytes], before_engine_s: float
+    ) -> AsyncIterator[bytes]:
+        """Observe this layer's share of the time to first byte: ``before_engine_s`` plus the time from
+        vLLM's first chunk to its hand-over to the server (when the consumer asks for the next one)."""
+        timed = False
+        async for chunk in chunks:
+            received = time.perf_counter()
+            yield chunk
+            if not timed:
+                timed = True
+                overhead = before_engine_s + time.perf_counter() - received
+                metrics.PROXY_OVERHEAD_SECONDS.labels(self.hop).observe(overhead)
+
     async def _stored_once_complete(
         self, chunks: AsyncIterator[bytes], recorded: list[bytes], pending: _Pending, *, stream: bool
     ) -> AsyncIterator[bytes]:
@@ -162,17 +184,23 @@ class EngineProxy:
             self.semantic.add(*pending.semantic, pending.key)
 
     async def respond(self, route: str, request: Request) -> Response:
+        arrived = time.perf_counter()
         try:
-            reply = await self.open(route, await request.body(), request_headers(request.headers.items()))
+            reply = await self.open(
+                route, await request.body(), request_headers(request.headers.items()), arrived
+            )
         except EngineUnavailable as exc:
             return openai_error(str(exc), 503)
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
         return await respond(reply.status, headers, reply.content_type, reply.chunks)
 
-    async def completion_text(self, payload: dict[str, Any]) -> AsyncIterator[str]:
+    async def completion_text(
+        self, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas of a streamed /v1/completions request (for the typed BentoML API)."""
         body = json.dumps({**payload, "stream": True}).encode()
-        reply = await self.open("/v1/completions", body, [("content-type", "application/json")])
+        sent = [("content-type", "application/json"), *(headers or {}).items()]
+        reply = await self.open("/v1/completions", body, sent)
         if reply.status != 200:
             raw = b"".join([chunk async for chunk in reply.chunks])
             raise EngineRequestError(reply.status, _error_message(raw))

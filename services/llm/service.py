@@ -9,20 +9,19 @@ every other route of vLLM's server is relayed (services/llm/routes.py); ``/metri
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-
 import bentoml
 import numpy as np
 from starlette.applications import Starlette
 
 from services.bentoml_adapter import assigned_gpus, mark_streaming
 from services.gpu_metrics import gpu_exposition
-from services.llm.backends import EngineBackend, as_vector, engine_backend, started
+from services.llm.backends import EngineBackend, as_vector, engine_backend
 from services.llm.engine import engine_command, store_tag
+from services.llm.generate import generate
 from services.llm.routes import llm_routes
-from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
 from services.metrics_exposition import engine_families
-from services.relay import freeze_gc_heap
+from services.relay import freeze_gc_on_start
+from services.request_id import with_request_ids
 from services.settings import get_settings
 
 SETTINGS = get_settings()
@@ -33,7 +32,7 @@ STREAMING_ROUTES = ("/v1/", "/generate")  # tracing: OpenTelemetry opens a span 
 
 
 def _current_backend() -> EngineBackend:
-    return bentoml.get_current_service().backend  # type: ignore[no-any-return]
+    return bentoml.get_current_service().llm_backend  # type: ignore[no-any-return]
 
 
 @bentoml.asgi_app(Starlette(routes=llm_routes(_current_backend)), path="/", name="llm-routes")
@@ -60,7 +59,7 @@ class LLM:
         embeddings = bentoml.depends(EmbeddingCache)
 
     def __init__(self) -> None:
-        self.backend = engine_backend(
+        self.llm_backend = engine_backend(
             SETTINGS, ENGINE_URL, self._embed_prompt if CONFIG.semantic_cache else None
         )
 
@@ -73,29 +72,16 @@ class LLM:
     async def __metrics__(self, content: str) -> str:
         """BentoML's series, the engine's ``vllm:*`` families and the gauges of this service's GPUs:
         three sets of families with no name in common, so they are joined as text, not parsed."""
-        return content + await engine_families(self.backend.engine) + gpu_exposition(assigned_gpus())
+        return content + await engine_families(self.llm_backend.engine) + gpu_exposition(assigned_gpus())
 
-    @bentoml.on_startup
-    def _freeze_gc(self) -> None:
-        freeze_gc_heap()
+    _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
 
     @bentoml.on_shutdown
     async def _close(self) -> None:
-        await self.backend.close()
+        await self.llm_backend.close()
 
-    @bentoml.api
-    async def generate(
-        self,
-        prompt: Prompt,
-        max_tokens: MaxTokens = 128,
-        temperature: Temperature = 0.0,
-        top_p: TopP = 1.0,
-        seed: int | None = None,
-        stop: list[str] | None = None,
-    ) -> AsyncGenerator[str, None]:
-        """Stream the completion of ``prompt`` as text pieces (deterministic by default, so cached)."""
-        params = generate_params(prompt, max_tokens, temperature, top_p, seed, stop)
-        return await started(self.backend.completion_text(params))
+    generate = bentoml.api(generate)  # services/llm/generate.py, shared with the gateway
 
 
 mark_streaming(LLM, "generate")
+with_request_ids(LLM)

@@ -7,6 +7,7 @@ families, ``/docs.json`` documents all of it, and LLM traffic crosses one relay,
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -215,3 +216,40 @@ def test_llm_traffic_crosses_one_relay_straight_to_the_engine(
     after = httpx.get(f"{gateway}/metrics", timeout=30).text
     assert count(after, "inference_stack") - count(before, "inference_stack") == 2
     assert count(after, "llm") == count(before, "llm") == 0
+
+
+def test_a_request_id_travels_from_the_client_to_vllm_and_into_every_log_line(
+    gateway: str, gateway_server: BentoServer
+) -> None:
+    request_id = f"it-{uuid.uuid4().hex[:12]}"
+    payload = {"model": TINY_LLM, "prompt": unique("request id", 1)[0], "max_tokens": 3, "temperature": 0}
+    reply = httpx.post(
+        f"{gateway}/v1/completions", json=payload, headers={"x-request-id": request_id}, timeout=60
+    )
+    assert reply.headers["x-request-id"] == request_id
+    assert reply.json()["id"].startswith(f"cmpl-{request_id}")  # vLLM took it as its own request id
+    embedded = httpx.post(
+        f"{gateway}/embed", json={"texts": unique("id", 1)}, headers={"x-request-id": request_id + "e"}
+    )
+    assert embedded.status_code == 200 and embedded.headers["x-request-id"] == request_id + "e"
+    made = httpx.get(f"{gateway}/v1/models", timeout=30).headers["x-request-id"]
+    assert len(made) == 32  # none given: one is made
+
+    def logged(needle: str) -> list[str]:
+        return [line for line in gateway_server.log_tail(10**7).splitlines() if needle in line]
+
+    wait_for = time.monotonic() + 10
+    while time.monotonic() < wait_for and not logged(f"(request_id={request_id}e)"):
+        time.sleep(0.2)
+    completions = logged(f"(request_id={request_id})")
+    assert any("path=/v1/completions" in line and "inference_stack" in line for line in completions), (
+        completions
+    )
+    embeds = logged(f"(request_id={request_id}e)")
+    services = {
+        name
+        for line in embeds
+        for name in ("inference_stack", "embedding_cache")
+        if f"service.name={name}" in line
+    }
+    assert services == {"inference_stack", "embedding_cache"}, embeds  # the gateway's and the service's lines
