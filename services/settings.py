@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -173,11 +173,12 @@ class LLMSettings(_Section):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
-class ClassicSettings(_Section):
-    """The classic-ML service: its two models, request limits and adaptive batching per model.
+class ClassicBase(_Section):
+    """The classic-ML service: request limits and adaptive batching, per model.
 
-    Each model has its own batching pair: a text batch costs an embedding call plus the classifier, a
-    tabular batch only the booster.
+    The service's own knobs are here; each model of services/classic/registry.py adds its model-store tag
+    (``<kind>_model``), its batching pair (``<kind>_max_batch_size``, ``<kind>_max_latency_ms``: a text batch
+    costs an embedding call plus the classifier, a tabular batch only the booster) and its own limits.
     """
 
     batching: bool = Field(
@@ -185,27 +186,43 @@ class ClassicSettings(_Section):
         description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
         "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
     )
-    text_model: str = Field(
-        default="classic-text-topic:latest",
-        description="Model-store tag of the text classifier (built by `python -m models.train_classic`).",
-    )
-    tabular_model: str = Field(default="classic-tabular-cancer:latest", description="Tag of the booster.")
-    tabular_features: int = Field(
-        default=30, ge=1, description="Values per tabular row; the service refuses to start on a mismatch."
-    )
-    max_rows: int = Field(default=256, ge=1, description="Most tabular rows in one request.")
-    max_texts: int = Field(default=64, ge=1, description="Most texts in one request.")
-    max_text_chars: int = Field(default=2000, ge=1, description="Longest text, in characters.")
-    text_max_batch_size: int = Field(default=64, ge=2, description="Most texts per embed+classify call.")
-    text_max_latency_ms: int = Field(default=5000, ge=1, description="Batching bound; predicted later: 503.")
-    tabular_max_batch_size: int = Field(default=256, ge=2, description="Most rows per booster call.")
-    tabular_max_latency_ms: int = Field(default=250, ge=1, description="Batching bound, as for text.")
-    model_threads: int = Field(default=1, ge=1, description="Threads of one booster call (XGBoost nthread).")
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
         default=30, ge=1, description="Request timeout of this BentoML service, in seconds."
     )
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        description="GPUs for this service; models that can use one (torch models) run on it.",
+    )
+
+
+def _classic_settings() -> type[ClassicBase]:
+    """ClassicBase plus every registered model's fields, named as before (``INFSTACK_CLASSIC__MAX_ROWS``)."""
+    from services.classic.registry import MODELS
+
+    fields: dict[str, Any] = {}
+    for model in MODELS:
+        spec = model.SPEC
+        fields[spec.setting("model")] = (str, Field(
+            default=spec.default_tag,
+            description=f"Model-store tag of the {spec.kind} model (built by `python -m models.train_classic`).",
+        ))  # fmt: skip
+        fields.update(spec.settings)
+        fields[spec.setting("max_batch_size")] = (int, Field(
+            default=spec.max_batch_size, ge=2, description=f"Most {spec.field} per {spec.kind} model call."
+        ))  # fmt: skip
+        fields[spec.setting("max_latency_ms")] = (int, Field(
+            default=spec.max_latency_ms, ge=1, description="Batching bound: a request predicted to wait longer gets 503."
+        ))  # fmt: skip
+    return create_model("ClassicSettings", __base__=ClassicBase, __doc__=ClassicBase.__doc__, **fields)
+
+
+if TYPE_CHECKING:  # the checker sees the service's own fields; each model reads its own by name
+    ClassicSettings = ClassicBase
+else:
+    ClassicSettings = _classic_settings()
 
 
 class GatewaySettings(_Section):

@@ -143,11 +143,11 @@ def classic_models() -> dict:
 
 
 def classic_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
-    """A classic server pinned to the exact trained tags, with small limits so bad-input tests are cheap."""
+    """A classic server pinned to the exact trained tags of every registered model (``models``: what
+    ``ensure_models`` returned, by kind), with small limits so bad-input tests are cheap."""
     return {
         "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
-        "INFSTACK_CLASSIC__TEXT_MODEL": str(models["text"].tag),
-        "INFSTACK_CLASSIC__TABULAR_MODEL": str(models["tabular"].tag),
+        **{f"INFSTACK_CLASSIC__{kind.upper()}_MODEL": str(model.tag) for kind, model in models.items()},
         "INFSTACK_CLASSIC__MAX_ROWS": "16",
         "INFSTACK_CLASSIC__MAX_TEXTS": "8",
         "INFSTACK_CLASSIC__MAX_TEXT_CHARS": "300",

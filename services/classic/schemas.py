@@ -1,41 +1,28 @@
 """Request and response shapes of the classic-ML service.
 
-Every check is a pydantic constraint, so BentoML answers a bad request with 400 and ``detail[].loc``
-naming the field, the row and the value: ``["rows", 3]`` "List should have at least 30 items" for a short
-row, ``["rows", 3, 7]`` "Input should be a finite number" for NaN or inf. Numbers are strict: ``"1.5"``
-and ``true`` are type errors, not silently converted. Limits come from settings.
+Each model's request field is its ``input_type``: pydantic constraints, so BentoML answers a bad request
+with 400 and ``detail[].loc`` naming the field, the row and the value (``["rows", 3]`` "List should have at
+least 30 items"; ``["rows", 3, 7]`` "Input should be a finite number"). Numbers are strict: ``"1.5"`` and
+``true`` are type errors, not silently converted. Limits come from settings.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from services.embedding.schemas import bounded_texts
+from services.classic.registry import MODELS
 from services.settings import get_settings
 
-_LIMITS = get_settings().classic
-_FEATURES = _LIMITS.tabular_features
+INPUT_TYPES: dict[str, Any] = {model.SPEC.kind: model.input_type(get_settings().classic) for model in MODELS}
 
-FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
-Row = Annotated[
-    list[FiniteFloat],
-    Field(min_length=_FEATURES, max_length=_FEATURES, description=f"{_FEATURES} finite numbers"),
-]
-Rows = Annotated[
-    list[Row],
-    Field(
-        min_length=1,
-        max_length=_LIMITS.max_rows,
-        description=f"1 to {_LIMITS.max_rows} rows of {_FEATURES} finite numbers each",
-    ),
-]
-if TYPE_CHECKING:  # the checker sees the plain type; pydantic and BentoML see the bounds
+if TYPE_CHECKING:
+    Rows = list[list[float]]
     Texts = list[str]
-else:
-    Texts = bounded_texts(_LIMITS.max_texts, _LIMITS.max_text_chars)
+else:  # the two first models' field types by name, as clients and tests know them
+    Rows, Texts = INPUT_TYPES["tabular"], INPUT_TYPES["text"]
 
 
 class Prediction(BaseModel):

@@ -30,7 +30,7 @@ Send = Callable[[Message], Awaitable[None]]
 class BatchedRoute:
     """What the middleware needs to word a batched route's errors."""
 
-    model: str  # "text" or "tabular": the metrics label, and the service attribute holding the model
+    model: str  # the model's kind (services/classic/registry.py): the metrics label and its key in service.models
     max_latency_ms: int
     dependency: str | None = None  # the service whose failure becomes this route's 502
 
@@ -71,7 +71,7 @@ class ShedMessage:
     def _tag(self, model: str) -> bytes:
         # Resolved on first use: the service instance (and its ``latest`` tags) exists only by then.
         if model not in self._tags:
-            self._tags[model] = str(getattr(bentoml.get_current_service(), model).tag).encode()
+            self._tags[model] = str(bentoml.get_current_service().models[model].tag).encode()
         return self._tags[model]
 
     def _replacement(self, status: int, route: BatchedRoute) -> JSONResponse | None:

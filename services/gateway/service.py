@@ -16,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, cast
+from typing import Any
 
 import bentoml
 import numpy as np
 
 from services.answer_on_error import AnswerOnError
 from services.bentoml_adapter import add_middleware, dependency_url, mark_streaming, openapi_document
-from services.classic.schemas import Prediction, Rows, Texts
+from services.classic.contract import ModelSpec, typed_api
+from services.classic.registry import MODELS as CLASSIC_MODELS
+from services.classic.schemas import INPUT_TYPES, Prediction
 from services.classic.service import ClassicML
 from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
@@ -55,14 +57,6 @@ def _service() -> Gateway:
     return bentoml.get_current_service()  # type: ignore[no-any-return]
 
 
-@bentoml.asgi_app(create_app(_service), path="/", name="gateway-routes")
-@bentoml.service(
-    name="inference_stack",
-    workers=CONFIG.workers,
-    resources={"cpu": "2"},
-    traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
-    tracing={"excluded_urls": ["/v1/", "/generate"]},  # a span per streamed chunk otherwise
-)
 class Gateway:
     """OpenAI API, embeddings and classification behind one address."""
 
@@ -126,25 +120,42 @@ class Gateway:
             lambda _: dependency_failed("embedding_cache"),
         )  # fmt: skip
 
-    @bentoml.api
-    async def classify_text(self, texts: Texts) -> list[Prediction]:
-        return cast(list[Prediction], await self._classic("/classify_text", {"texts": texts}))
-
-    @bentoml.api
-    async def predict_tabular(self, rows: Rows) -> list[Prediction]:
-        return cast(list[Prediction], await self._classic("/predict_tabular", {"rows": rows}))
-
-    async def _classic(self, route: str, payload: dict[str, Any]) -> Any:
-        """The classic service's answer as it gave it (validated here already): its status, body and
-        headers, so a shed request stays a 503 that names the batching bound."""
-        body, headers = json.dumps(payload).encode(), [*_JSON, *forwarded_request_id().items()]
+    async def forward_classic(self, spec: ModelSpec, rows: Any) -> Any:
+        """The classic service's answer as it gave it (validated here already, with the same input type):
+        its status, body and headers, so a shed request stays a 503 that names the batching bound."""
+        body = json.dumps({spec.field: rows}).encode()
+        headers = [*_JSON, *forwarded_request_id().items()]
         return await relay(
-            self.classic_upstream, "POST", route, body, headers, lambda _: dependency_failed("classic_ml")
+            self.classic_upstream,
+            "POST",
+            spec.route,
+            body,
+            headers,
+            lambda _: dependency_failed("classic_ml"),
         )
 
     generate = bentoml.api(generate)  # services/llm/generate.py, shared with the LLM service
 
 
+def _classic_api(spec: ModelSpec) -> Any:
+    async def forward(self: Gateway, rows: Any) -> Any:
+        return await self.forward_classic(spec, rows)
+
+    return bentoml.api(typed_api(spec, INPUT_TYPES[spec.kind], list[Prediction], forward))
+
+
+for _model in CLASSIC_MODELS:  # one route per registered classic model, typed as the service's own
+    setattr(Gateway, _model.SPEC.api, _classic_api(_model.SPEC))
+
+Gateway = bentoml.asgi_app(create_app(_service), path="/", name="gateway-routes")(  # type: ignore[misc]
+    bentoml.service(
+        name="inference_stack",
+        workers=CONFIG.workers,
+        resources={"cpu": "2"},
+        traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+        tracing={"excluded_urls": ["/v1/", "/generate"]},  # a span per streamed chunk otherwise
+    )(Gateway)
+)
 mark_streaming(Gateway, "generate")
 with_request_ids(Gateway)
 add_middleware(Gateway, AnswerOnError)  # /readyz of a service with dependencies can raise

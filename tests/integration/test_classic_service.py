@@ -23,7 +23,8 @@ from sklearn.datasets import load_breast_cancer
 
 from models.train_classic import ensure_models
 from scripts.procs import BentoServer, metric_value
-from services.classic.models import BOOSTER_FILE, TEXT_FILE
+from services.classic.tabular import BOOSTER_FILE
+from services.classic.text import TEXT_FILE
 from services.wire import MODEL_HEADER
 from tests.conftest import CLASSIC_TARGET, TABULAR_CLASSES, class_probabilities, classic_env
 

@@ -29,7 +29,8 @@ from langchain_openai import ChatOpenAI
 from sklearn.datasets import load_breast_cancer
 
 from scripts.procs import BentoServer, process_tree
-from services.classic.models import BOOSTER_FILE, TEXT_FILE
+from services.classic.tabular import BOOSTER_FILE
+from services.classic.text import TEXT_FILE
 from services.embedding.langchain import InferenceStackEmbeddings
 from services.wire import MODEL_HEADER
 from tests.conftest import CHAT, TABULAR_CLASSES, TINY_LLM, check_chat_and_stream, class_probabilities

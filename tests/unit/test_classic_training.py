@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 
 from models.train_classic import fingerprint, fit_tabular_classifier, fit_text_classifier, load_text_dataset
-from services.classic.models import TabularClassifier
+from services.classic.tabular import TabularClassifier
 
 
 def test_text_dataset_is_real_labeled_docstrings() -> None:
