@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from services.classic.contract import ClassicModel
+from services.classic.digits import DigitsClassifier
 from services.classic.tabular import TabularClassifier
 from services.classic.text import TextClassifier
 
 MODELS: tuple[type[ClassicModel], ...] = (
     TextClassifier,
     TabularClassifier,
+    DigitsClassifier,
 )
