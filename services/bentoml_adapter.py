@@ -37,6 +37,25 @@ def assigned_gpus() -> list[int] | None:
     return [int(i) for i in visible.split(",") if i.strip().isdigit()]
 
 
+def stop_server(reason: str) -> None:
+    """Stop the whole ``bentoml serve`` (every service) from inside one of its workers, after logging
+    ``reason`` once: BentoML would otherwise restart a worker whose start-up fails, forever, behind a
+    server that looks alive. The supervisor (circus) is the worker's parent process."""
+    import logging
+    import os
+    import signal
+
+    logging.getLogger("services").error("stopping the server: %s", reason)
+    os.kill(os.getppid(), signal.SIGTERM)
+
+
+def worker_index() -> int:
+    """This worker's index among its service's workers (1 for the first)."""
+    from bentoml import server_context
+
+    return int(server_context.worker_index or 1)
+
+
 def mark_streaming(service: Any, api: str) -> None:
     """Mark a coroutine API that returns a stream as a streaming API.
 

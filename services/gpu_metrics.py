@@ -73,3 +73,13 @@ def gpu_exposition(indices: list[int] | None) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NvmlCollector(indices))
     return generate_latest(registry).decode()
+
+
+def gpu_total_mib(indices: list[int] | None) -> int | None:
+    """The smallest total memory, in MiB, of the GPUs at ``indices`` (None: all); None without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    chosen = indices if indices is not None else list(range(nvml.nvmlDeviceGetCount()))  # type: ignore[attr-defined]
+    totals = [nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(i)).total for i in chosen]  # type: ignore[attr-defined]
+    return min(totals) // 2**20 if totals else None

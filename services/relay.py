@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -21,6 +23,10 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
+
+from services.wire import openai_error
+
+log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     {
@@ -143,16 +149,38 @@ async def respond(
     headers: list[tuple[bytes, bytes]],
     content_type: str | None,
     chunks: AsyncIterator[bytes],
+    upstream: str = "upstream",
 ) -> Response:
     """The client's response: streamed when it is an event stream, else read whole and sent with its
-    length. ``headers`` are raw ASGI headers and include the content type."""
+    length. ``headers`` are raw ASGI headers and include the content type. An upstream that breaks off
+    (an engine killed mid-answer) ends a stream with an error event, or makes a whole body a 503: the
+    client learns what happened instead of reading a truncated answer."""
     response: Response
     if is_event_stream(content_type):
-        response = StreamingResponse(chunks, status)
+        response = StreamingResponse(_ended_by_an_error_event(chunks, upstream), status)
     else:
-        response = Response(b"".join([chunk async for chunk in chunks]), status)
+        try:
+            response = Response(b"".join([chunk async for chunk in chunks]), status)
+        except aiohttp.ClientError as exc:
+            return openai_error(_broke_off(upstream, exc), 503)
     response.raw_headers.extend(headers)
     return response
+
+
+def _broke_off(upstream: str, exc: Exception) -> str:
+    return f"the {upstream} broke off its answer ({type(exc).__name__}); retry"
+
+
+async def _ended_by_an_error_event(chunks: AsyncIterator[bytes], upstream: str) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except aiohttp.ClientError as exc:
+        log.warning("%s", _broke_off(upstream, exc))
+        error = {
+            "error": {"message": _broke_off(upstream, exc), "type": "ServiceUnavailableError", "code": 503}
+        }
+        yield b"data: " + json.dumps(error).encode() + b"\n\n"
 
 
 async def relay(
@@ -169,9 +197,8 @@ async def relay(
     except UpstreamUnavailable as exc:
         return unavailable(exc)
     headers_back = response_headers(answer.headers)
-    return await respond(
-        answer.status, headers_back, answer.headers.get("content-type"), relay_chunks(answer)
-    )
+    content_type = answer.headers.get("content-type")
+    return await respond(answer.status, headers_back, content_type, relay_chunks(answer), upstream.name)
 
 
 async def forward(

@@ -13,7 +13,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -126,6 +126,13 @@ class LLMSettings(_Section):
         default=900, ge=10, description="How long benchmark and test harnesses wait for the engine to answer."
     )
     extra_engine_args: list[str] = Field(default_factory=list, description="Passed to vLLM verbatim.")
+    drain_timeout_s: int = Field(
+        default=25,
+        ge=0,
+        le=29,
+        description="On stop, how long the engine finishes the requests it has before it exits (BentoML kills "
+        "it 30 s after asking); 0: abort them.",
+    )
     profiler_dir: Path | None = Field(
         default=None,
         description="Turn on vLLM's torch profiler, writing traces here (POST /start_profile and /stop_profile, "
@@ -235,9 +242,30 @@ class GatewaySettings(_Section):
     )
 
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
-    max_concurrency: int = Field(default=1024, ge=1, description="In-flight requests before 503.")
+    max_concurrency: int = Field(
+        default=1024, ge=1, description="Requests in flight per worker before 503 with Retry-After."
+    )
+    llm_max_inflight: int | None = Field(
+        default=None,
+        ge=1,
+        description="LLM requests in flight per worker before 429 with Retry-After (the engine queues the rest "
+        "of them); None: 4 x INFSTACK_LLM__MAX_NUM_SEQS.",
+    )
     timeout_s: int = Field(
         default=600, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys accepted as `Authorization: Bearer <key>` (a JSON list); none and no file: no auth.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file with one accepted key per line (read at start-up), beside api_keys."
+    )
+    metrics_need_key: bool = Field(
+        default=False, description="Protect /metrics with the API keys too (probes stay open)."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 2**20, ge=1024, description="Largest request body; larger ones get 413."
     )
 
 

@@ -57,6 +57,10 @@ class FailSoftStore(LangChainByteStore):
     def _skip(self) -> bool:
         return self._down_until > time.monotonic()
 
+    def mark_down(self, op: str, exc: Exception) -> None:
+        """Serve without the backend from now on (until a retry succeeds); one log line."""
+        self._failed(op, exc)
+
     def _failed(self, op: str, exc: Exception) -> None:
         metrics.CACHE_BACKEND_ERRORS.labels(self.cache, self.backend, op).inc()
         with self._lock:
@@ -121,16 +125,43 @@ class FailSoftStore(LangChainByteStore):
         return True
 
 
-def open_store(settings: CacheSettings, cache: str) -> FailSoftStore:
-    """The configured backend, wrapped fail-soft. ``cache`` names the user (for metrics labels).
-    Services wrap it in ``WriteBehindStore`` (services/cache/write_behind.py) to write off the request path."""
-    inner: ByteStore
+class Unopened:
+    """A backend that could not be opened (a read-only or missing directory...): every call fails with
+    the reason, so the fail-soft wrapper serves without it and retries now and then."""
+
+    def __init__(self, backend: str, reason: Exception) -> None:
+        self.backend = backend
+        self.reason = reason
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        raise self.reason
+
+    def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None:
+        raise self.reason
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        raise self.reason
+
+
+def _backend(settings: CacheSettings) -> ByteStore:
     if settings.backend == "redis":
         from services.cache.redis_store import RedisStore
 
-        inner = RedisStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms, ttl_s=settings.ttl_s)
-    else:
-        from services.cache.disk import SqliteStore
+        return RedisStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms, ttl_s=settings.ttl_s)
+    from services.cache.disk import SqliteStore
 
-        inner = SqliteStore(settings.resolved_disk_path())
-    return FailSoftStore(inner, cache=cache, retry_interval_s=settings.redis_retry_interval_s)
+    return SqliteStore(settings.resolved_disk_path())
+
+
+def open_store(settings: CacheSettings, cache: str) -> FailSoftStore:
+    """The configured backend, wrapped fail-soft. ``cache`` names the user (for metrics labels).
+    Services wrap it in ``WriteBehindStore`` (services/cache/write_behind.py) to write off the request path.
+    A backend that cannot even be opened is served without (one log line, the backend-up gauge at 0)."""
+    try:
+        inner = _backend(settings)
+    except Exception as exc:  # a read-only or full directory, a bad path...: never a failed start-up
+        inner = Unopened(settings.backend, exc)
+    store = FailSoftStore(inner, cache=cache, retry_interval_s=settings.redis_retry_interval_s)
+    if isinstance(inner, Unopened):
+        store.mark_down("open", inner.reason)
+    return store

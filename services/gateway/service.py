@@ -30,6 +30,7 @@ from services.classic.service import ClassicML
 from services.embedding.schemas import EmbedResponse, EncodingFormat
 from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
+from services.gateway.front_door import Admission, ApiKeys, BodyLimit, read_keys
 from services.gateway.openapi import merged_document
 from services.gateway.routes import MetricsFromLLMService, create_app, probe
 from services.llm.backends import (
@@ -152,12 +153,30 @@ Gateway = bentoml.asgi_app(create_app(_service), path="/", name="gateway-routes"
         name="inference_stack",
         workers=CONFIG.workers,
         resources={"cpu": "2"},
-        traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
+        # BentoML's own bound sits above ours (Admission): its 429 carries no Retry-After.
+        traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency + 64},
         tracing={"excluded_urls": ["/v1/", "/generate"]},  # a span per streamed chunk otherwise
     )(Gateway)
 )
 mark_streaming(Gateway, "generate")
+# Ours run inside BentoML's middlewares, in this order (outermost first): the id, then the front door
+# (keys, body size, admission: a refusal costs no routing), then the rest.
 with_request_ids(Gateway)
+add_middleware(
+    Gateway,
+    ApiKeys,
+    keys=read_keys([k.get_secret_value() for k in CONFIG.api_keys], CONFIG.api_keys_file),
+    protect_metrics=CONFIG.metrics_need_key,
+)
+add_middleware(Gateway, BodyLimit, max_bytes=CONFIG.max_body_bytes)
+add_middleware(
+    Gateway,
+    Admission,
+    max_inflight=CONFIG.max_concurrency,
+    max_llm_inflight=CONFIG.llm_max_inflight or 4 * SETTINGS.llm.max_num_seqs,
+    not_llm=frozenset({"/status", "/docs.json", "/schema.json", "/metrics", "/v1/embeddings", "/embed"})
+    | {model.SPEC.route for model in CLASSIC_MODELS},
+)
 add_middleware(Gateway, AnswerOnError)  # /readyz of a service with dependencies can raise
 add_middleware(
     Gateway,

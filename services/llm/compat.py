@@ -54,6 +54,21 @@ def profiler_args(profiler_dir: Path | None) -> list[str]:
     return ["--profiler-config", json.dumps({"profiler": "torch", "torch_profiler_dir": str(profiler_dir)})]
 
 
+def drain_args(timeout_s: int) -> list[str]:
+    """Engine flags that make it finish its requests on SIGTERM instead of aborting them."""
+    return ["--shutdown-timeout", str(timeout_s)] if timeout_s and _has_flag("--shutdown-timeout") else []
+
+
+@functools.cache
+def _has_flag(flag: str) -> bool:
+    """Whether this vLLM's engine arguments know ``flag`` (read from its source, without importing it)."""
+    spec = util.find_spec("vllm")
+    if spec is None or spec.origin is None:
+        return False
+    source = Path(spec.origin).parent / "engine" / "arg_utils.py"
+    return source.exists() and f'"{flag}"' in source.read_text()
+
+
 @functools.cache
 def _has_profiler_config() -> bool:
     """Whether this vLLM configures profiling with ``--profiler-config`` (looked up without importing it)."""

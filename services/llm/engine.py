@@ -69,6 +69,7 @@ def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
         args += ["--max-model-len", str(settings.max_model_len)]
     if settings.enforce_eager:
         args.append("--enforce-eager")
+    args += compat.drain_args(settings.drain_timeout_s)
     if settings.profiler_dir is not None:
         args += compat.profiler_args(settings.profiler_dir.expanduser().resolve())
     return args + list(settings.extra_engine_args)

@@ -192,7 +192,7 @@ class EngineProxy:
         except EngineUnavailable as exc:
             return openai_error(str(exc), 503)
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
-        return await respond(reply.status, headers, reply.content_type, reply.chunks)
+        return await respond(reply.status, headers, reply.content_type, reply.chunks, self.engine.name)
 
     async def completion_text(
         self, payload: dict[str, Any], headers: dict[str, str] | None = None

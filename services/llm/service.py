@@ -13,12 +13,13 @@ import bentoml
 import numpy as np
 from starlette.applications import Starlette
 
-from services.bentoml_adapter import assigned_gpus, mark_streaming
-from services.gpu_metrics import gpu_exposition
+from services.bentoml_adapter import assigned_gpus, mark_streaming, stop_server, worker_index
+from services.gpu_metrics import gpu_exposition, gpu_total_mib
 from services.llm.backends import EngineBackend, as_vector, engine_backend
 from services.llm.engine import engine_command, store_tag
 from services.llm.generate import generate
 from services.llm.routes import llm_routes
+from services.llm.supervision import EngineWatch, StartupError, preflight
 from services.metrics_exposition import engine_families
 from services.relay import freeze_gc_on_start
 from services.request_id import with_request_ids
@@ -59,9 +60,16 @@ class LLM:
         embeddings = bentoml.depends(EmbeddingCache)
 
     def __init__(self) -> None:
+        try:
+            preflight(CONFIG, gpu_total_mib(assigned_gpus()))
+        except StartupError as exc:
+            stop_server(str(exc))
+            raise
         self.llm_backend = engine_backend(
             SETTINGS, ENGINE_URL, self._embed_prompt if CONFIG.semantic_cache else None
         )
+        # BentoML starts the engine in the first worker only: that worker restarts it when it dies.
+        self.engine_watch = EngineWatch(self.llm_backend.engine, owns_engine=worker_index() == 1)
 
     async def _embed_prompt(self, text: str) -> np.ndarray:
         return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
@@ -75,6 +83,14 @@ class LLM:
         return content + await engine_families(self.llm_backend.engine) + gpu_exposition(assigned_gpus())
 
     _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
+
+    @bentoml.on_startup
+    def _watch_engine(self) -> None:
+        self.engine_watch.start()
+
+    async def __is_ready__(self) -> bool:
+        """Ready while the engine answers its /health (the gateway's /readyz follows)."""
+        return self.engine_watch.healthy or await self.engine_watch.check()
 
     @bentoml.on_shutdown
     async def _close(self) -> None:

@@ -177,7 +177,7 @@ def test_memory_planner_matches_the_kv_cache_the_engine_reported(llm_server: Ben
     """python -m models.plan_memory for the served model and settings vs vLLM's own log line."""
     import re
 
-    from models.plan_memory import load_architecture, plan
+    from services.llm.memory import load_architecture, plan
 
     env = llm_server.env
     found = re.search(r"KV cache size: ([\d,]+) tokens", llm_server.startup_log)

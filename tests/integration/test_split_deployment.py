@@ -18,6 +18,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from scripts.procs import BentoServer, metric_value, process_tree
+from services.classic.registry import MODELS as CLASSIC_MODELS
 from tests.conftest import GATEWAY_TARGET, TINY_LLM, gateway_env
 
 pytestmark = pytest.mark.integration
@@ -30,11 +31,12 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "llm": (),
     "inference_stack": ("embedding_cache", "classic_ml", "llm"),
 }
+CLASSIC_APIS = {model.SPEC.api for model in CLASSIC_MODELS}  # one per registered classic model
 APIS = {
     "embedding_cache": {"embed", "info", "encode"},
-    "classic_ml": {"classify_text", "predict_tabular", "info"},
+    "classic_ml": {"info", *CLASSIC_APIS},
     "llm": {"generate"},
-    "inference_stack": {"embed", "classify_text", "predict_tabular", "generate"},
+    "inference_stack": {"embed", "generate", *CLASSIC_APIS},
 }
 TOPICS = [
     "Open a TCP connection to the host and port and return a socket.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from models.plan_memory import GIB, Architecture, DoesNotFit, plan
+from services.llm.memory import GIB, Architecture, DoesNotFit, plan
 
 LLAMA_8B = Architecture(hidden=4096, layers=32, heads=32, kv_heads=8, head_dim=128, intermediate=14336,
                         vocab=128256, tied_embeddings=False, dtype="bfloat16", max_position=131072,

@@ -1,0 +1,106 @@
+"""The engine's life inside the LLM service: checks before it starts, and what happens when it dies.
+
+- ``preflight``: an engine that cannot start (a model path that is not there, a model the GPU memory
+  cannot hold) stops the whole server with one message naming the setting, instead of BentoML restarting
+  the worker forever behind a gateway that looks alive.
+- ``EngineWatch``: readiness is the engine's own ``/health``; when an engine that was up stops answering
+  (killed, crashed), the worker that owns it kills what is left of it and exits, and the supervisor starts
+  the worker, and with it a new engine. Meanwhile ``/readyz`` says not ready and requests get a 503 that
+  names the engine (docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+
+import psutil
+
+from services.llm import compat
+from services.llm.engine import resolve_model, store_tag
+from services.relay import Upstream, UpstreamUnavailable
+from services.settings import LLMSettings
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def preflight(settings: LLMSettings, gpu_mib: int | None) -> None:
+    """Raise StartupError when the engine cannot start with these settings."""
+    model = settings.model
+    path = Path(model).expanduser()
+    if not path.is_dir() and store_tag(model) is None:
+        if model.startswith(("/", ".", "~")):
+            raise StartupError(
+                f"INFSTACK_LLM__MODEL={model!r}: no such directory, nor a BentoML model-store tag"
+            )
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise StartupError(
+                f"INFSTACK_LLM__MODEL={model!r} is no local directory or model-store tag, and HF_HUB_OFFLINE=1 "
+                "with nothing of it in the Hugging Face cache"
+            )
+    if gpu_mib is not None and not compat.is_cpu_build():
+        _check_memory(settings, Path(resolve_model(model)), gpu_mib)
+
+
+def _check_memory(settings: LLMSettings, model_dir: Path, gpu_mib: int) -> None:
+    from services.llm.memory import Architecture, DoesNotFit, plan
+
+    try:
+        arch = Architecture.from_config(json.loads((model_dir / "config.json").read_text()))
+    except (OSError, ValueError, KeyError):
+        return  # an architecture the planner does not know: vLLM will say
+    try:
+        plan(arch, dtype=settings.dtype, quantization=settings.quantization, kv_cache_dtype=settings.kv_cache_dtype,
+             tensor_parallel_size=settings.tensor_parallel_size, max_model_len=settings.max_model_len,
+             gpu_memory_utilization=settings.gpu_memory_utilization, gpu_mib=gpu_mib,
+             max_num_seqs=settings.max_num_seqs, max_num_batched_tokens=settings.max_num_batched_tokens)  # fmt: skip
+    except DoesNotFit as exc:
+        raise StartupError(f"{model_dir.name} on a {gpu_mib} MiB GPU: {exc}") from None
+
+
+class EngineWatch:
+    """Polls the engine's ``/health``; ``healthy`` is the readiness of the LLM service."""
+
+    def __init__(self, engine: Upstream, owns_engine: bool, period_s: float = 1.0, misses: int = 3) -> None:
+        self.engine = engine
+        self.owns_engine = owns_engine
+        self.period_s = period_s
+        self.misses = misses
+        self.healthy = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def check(self) -> bool:
+        try:
+            response = await asyncio.wait_for(self.engine.request("GET", "/health"), 2.0)
+            response.release()
+            return response.status == 200
+        except (UpstreamUnavailable, TimeoutError):
+            return False
+
+    async def _run(self) -> None:
+        was_up, missed = False, 0
+        while True:
+            self.healthy = await self.check()
+            missed = 0 if self.healthy else missed + 1
+            was_up = was_up or self.healthy
+            if was_up and missed >= self.misses and self.owns_engine:
+                self._restart()
+            await asyncio.sleep(self.period_s)
+
+    def _restart(self) -> None:
+        log.error("the vLLM engine stopped answering; restarting this worker and its engine")
+        for child in psutil.Process().children(recursive=True):  # what is left of the engine
+            child.kill()
+        os._exit(1)  # the supervisor starts the worker again, and it a new engine
