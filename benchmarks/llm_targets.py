@@ -108,9 +108,10 @@ class RawEngine:
 
     def start(self, ready_timeout_s: float) -> RawEngine:
         with self.log_path.open("ab") as log:
+            # No start_new_session: the command begins with `setsid`, which makes the engine the leader of
+            # a process group of its own (in place, as long as it is not one already).
             self.proc = subprocess.Popen(
                 self.command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
             )  # fmt: skip
         try:
             procs.wait_until(lambda: httpx.get(f"{self.url}/health", timeout=2).status_code == 200,

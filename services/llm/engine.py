@@ -78,13 +78,17 @@ def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
 def engine_command(settings: LLMSettings) -> list[str]:
     """The full command: ``env`` sets the engine's own variables without touching ours.
 
-    PROMETHEUS_MULTIPROC_DIR is removed: BentoML sets it for its workers, and an engine inheriting it
-    would write its series into BentoML's directory (duplicating what ``__metrics__`` appends).
+    ``setsid``: the engine leads a process group of its own (its engine-core and worker processes join it),
+    so the whole engine can be stopped even after its API server died: vLLM's engine core outlives a
+    killed API server (reparented, holding its memory, on a GPU its GPU memory). PROMETHEUS_MULTIPROC_DIR
+    is removed: BentoML sets it for its workers, and an engine inheriting it would write its series into
+    BentoML's directory (duplicating what ``__metrics__`` appends).
     """
     profiler_dir = settings.profiler_dir.expanduser().resolve() if settings.profiler_dir else None
     env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib, profiler_dir).items()]
     model_path = resolve_model(settings.model)
     return [
+        "setsid",
         "env",
         "-u",
         "PROMETHEUS_MULTIPROC_DIR",

@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import psutil
@@ -90,17 +92,30 @@ class EngineWatch:
             return False
 
     async def _run(self) -> None:
-        was_up, missed = False, 0
+        was_up, missed, group = False, 0, None
         while True:
             self.healthy = await self.check()
             missed = 0 if self.healthy else missed + 1
-            was_up = was_up or self.healthy
+            if self.healthy and not was_up:
+                was_up, group = True, engine_process_group()
             if was_up and missed >= self.misses and self.owns_engine:
-                self._restart()
+                self._restart(group)
             await asyncio.sleep(self.period_s)
 
-    def _restart(self) -> None:
+    def _restart(self, group: int | None) -> None:
         log.error("the vLLM engine stopped answering; restarting this worker and its engine")
-        for child in psutil.Process().children(recursive=True):  # what is left of the engine
+        if group is not None:  # what is left of the engine, its reparented engine core included
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        for child in psutil.Process().children(recursive=True):
             child.kill()
         os._exit(1)  # the supervisor starts the worker again, and it a new engine
+
+
+def engine_process_group() -> int | None:
+    """The process group the engine leads (``setsid`` in its command), found among this worker's children."""
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "vllm.entrypoints.openai.api_server" in " ".join(child.cmdline()):
+                return os.getpgid(child.pid)
+    return None

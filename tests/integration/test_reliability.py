@@ -115,12 +115,13 @@ def test_a_client_that_walks_away_frees_its_engine_slot(hardened: BentoServer) -
 def test_the_engine_killed_mid_stream_ends_it_with_an_error_and_comes_back(hardened: BentoServer) -> None:
     engine = next(pid for pid, _ in process_tree(hardened.proc.pid)  # type: ignore[union-attr]
                   if b"vllm.entrypoints.openai.api_server" in Path(f"/proc/{pid}/cmdline").read_bytes())  # fmt: skip
+    group = os.getpgid(engine)  # the engine's own process group: its API server, engine core, workers
     with httpx.Client(timeout=60) as client, client.stream(**stream(hardened.url, 900)) as response:
         body = b""
         for chunk in response.iter_bytes():
+            if not body:
+                os.kill(engine, signal.SIGKILL)  # the API server only: its engine core is orphaned
             body += chunk
-            if body.count(b"data: {") == 3:
-                os.kill(engine, signal.SIGKILL)
     assert body.rstrip().endswith(b'"code": 503}}')  # the stream says what happened, it is not cut silently
     assert b"the vLLM engine broke off its answer" in body
     refused = httpx.post(f"{hardened.url}/v1/completions", json={"model": TINY_LLM, "prompt": "x", "max_tokens": 2},
@@ -134,6 +135,19 @@ def test_the_engine_killed_mid_stream_ends_it_with_an_error_and_comes_back(harde
                        headers=AUTH, timeout=60)  # fmt: skip
     assert again.status_code == 200
     assert "restarting this worker and its engine" in hardened.log_tail(200_000)
+    assert group_members(group) == [], "the old engine's processes outlived it"
+
+
+def group_members(group: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rpartition(")")[2].split()[2]) == group:
+                    members.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return members
 
 
 def test_a_stop_lets_the_stream_in_flight_finish_and_flushes_the_cache(hardened: BentoServer) -> None:

@@ -1,0 +1,34 @@
+"""One entry point for every benchmark: ``python -m benchmarks <scenario> [its options]``.
+
+python -m benchmarks llm_serving --help     # the whole Bento vs raw vLLM (TTFT, TPOT, ITL, E2EL, tok/s)
+python -m benchmarks classic_batching ...   # adaptive batching on vs off
+python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode
+python -m benchmarks profile_trace ...      # a vLLM profiler trace and its top kernels
+python -m benchmarks soak --minutes 10      # mixed load at 80% of peak: lost, corrupted, 5xx, RSS
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SCENARIOS = {
+    "llm_serving": "benchmarks.llm_serving",
+    "classic_batching": "benchmarks.classic_batching",
+    "embedding_cache": "benchmarks.embedding_cache",
+    "profile_trace": "benchmarks.profile_trace",
+    "soak": "benchmarks.soak",
+}
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in SCENARIOS:
+        print(__doc__)
+        raise SystemExit(f"scenario: one of {', '.join(SCENARIOS)}" if argv else "")
+    module = importlib.import_module(SCENARIOS[argv[0]])
+    sys.argv = [f"python -m benchmarks {argv[0]}", *argv[1:]]
+    module.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
