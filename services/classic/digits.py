@@ -42,7 +42,7 @@ SPEC = ModelSpec(
     "network call per batch, on the GPU when the service has one.",
     default_tag="classic-digits-cnn:latest",
     max_batch_size=256,
-    max_latency_ms=250,
+    max_latency_ms=1000,
     settings={"max_images": (int, Field(default=64, ge=1, description="Most digit images in one request."))},
 )
 

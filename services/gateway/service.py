@@ -22,7 +22,13 @@ import bentoml
 import numpy as np
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, dependency_url, mark_streaming, openapi_document
+from services.bentoml_adapter import (
+    add_middleware,
+    dependency_url,
+    mark_streaming,
+    openapi_document,
+    release_timeout_timers,
+)
 from services.classic.contract import ModelSpec, typed_api
 from services.classic.registry import MODELS as CLASSIC_MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction
@@ -48,6 +54,7 @@ from services.request_id import forwarded_request_id, with_request_ids
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
 
+release_timeout_timers()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.gateway
 log = logging.getLogger(__name__)

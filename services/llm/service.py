@@ -13,7 +13,13 @@ import bentoml
 import numpy as np
 from starlette.applications import Starlette
 
-from services.bentoml_adapter import assigned_gpus, mark_streaming, stop_server, worker_index
+from services.bentoml_adapter import (
+    assigned_gpus,
+    mark_streaming,
+    release_timeout_timers,
+    stop_server,
+    worker_index,
+)
 from services.gpu_metrics import gpu_exposition, gpu_total_mib
 from services.llm.backends import EngineBackend, as_vector, engine_backend
 from services.llm.engine import engine_command, store_tag
@@ -25,6 +31,7 @@ from services.relay import freeze_gc_on_start
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
+release_timeout_timers()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.llm
 ENGINE_URL = f"http://127.0.0.1:{CONFIG.engine_port}"

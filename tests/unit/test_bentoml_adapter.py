@@ -5,9 +5,11 @@ A BentoML upgrade that moves one of them fails here, by name, instead of somewhe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -32,6 +34,32 @@ routes = Probe.to_asgi(is_main=True).routes
 mounted = next(i for i, r in enumerate(routes) if isinstance(r, PassiveMount))
 print(json.dumps([r.path for r in routes[mounted + 1 :]]))
 """
+
+# Which timeout middleware does BentoML's app factory build once the adapter has swapped it?
+TIMEOUT_MIDDLEWARE = """
+import json
+import bentoml
+from services.bentoml_adapter import release_timeout_timers
+
+release_timeout_timers()
+
+@bentoml.service(traffic={"timeout": 7})
+class Probe:
+    @bentoml.api
+    def ping(self) -> str:
+        return "pong"
+
+stack = Probe.to_asgi(is_main=True).user_middleware
+print(json.dumps([[m.cls.__name__, m.kwargs.get("timeout")] for m in stack]))
+"""
+
+
+def _probe(script: str) -> object:
+    """Run ``script`` in a fresh process (a second to_asgi() in one process clashes on BentoML's
+    Prometheus series) and read the JSON it prints last."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_dependency_urls_come_from_the_runner_map_bentoml_gives_a_worker() -> None:
@@ -67,13 +95,65 @@ def test_the_openapi_document_is_a_dict_with_the_typed_apis() -> None:
 
 @pytest.mark.timeout(120)
 def test_only_the_web_ui_comes_after_mounted_apps_so_the_catch_all_leaves_exactly_it() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", ROUTES_AFTER_MOUNTS], capture_output=True, text=True, timeout=100
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    after = json.loads(done.stdout.strip().splitlines()[-1])
+    after = _probe(ROUTES_AFTER_MOUNTS)
+    assert isinstance(after, list)
     assert "/docs.json" in after and "/" in after
     for path in after:
         assert bentoml_adapter.is_bentoml_ui_path(path) or bentoml_adapter.is_bentoml_ui_path(path + "/"), (
             path
         )
+
+
+@pytest.mark.timeout(120)
+def test_bentoml_builds_the_timer_releasing_timeout_in_place_of_its_own() -> None:
+    stack = _probe(TIMEOUT_MIDDLEWARE)
+    assert ["TimerReleasingTimeout", 7] in stack, stack  # type: ignore[operator]
+    assert not any(name == "TimeoutMiddleware" for name, _ in stack)  # type: ignore[attr-defined]
+
+
+def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
+    return sum(not handle.cancelled() for handle in loop._scheduled)  # type: ignore[attr-defined]
+
+
+async def _call(app: object, timeout: float) -> list[dict[str, object]]:
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    middleware = bentoml_adapter.TimerReleasingTimeout(app, timeout=timeout)
+    await middleware({"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send)
+    return sent
+
+
+def test_a_finished_request_leaves_no_timer_on_the_loop() -> None:
+    async def app(
+        scope: object, receive: object, send: Callable[[dict[str, object]], Awaitable[None]]
+    ) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def scenario() -> int:
+        before = _live_timers(asyncio.get_running_loop())
+        for _ in range(50):
+            sent = await _call(app, timeout=600)
+            assert sent[0]["status"] == 200
+        return _live_timers(asyncio.get_running_loop()) - before
+
+    assert asyncio.run(scenario()) == 0  # BentoML's own middleware leaves 50 here, for 600 s
+
+
+def test_no_response_within_the_timeout_is_a_504_and_a_failing_app_fails_at_once() -> None:
+    async def slow(scope: object, receive: object, send: object) -> None:
+        await asyncio.sleep(5)
+
+    async def broken(scope: object, receive: object, send: object) -> None:
+        raise RuntimeError("boom")
+
+    sent = asyncio.run(_call(slow, timeout=0.05))
+    assert sent[0]["status"] == 504
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(asyncio.wait_for(_call(broken, timeout=600), timeout=5))
