@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup models serve build containerfile test lint unit integration redis prometheus bench-embedding
+.PHONY: setup models serve build containerfile test lint unit integration fuzz redis prometheus bench-embedding
 
 setup: $(STAMP)
 
@@ -53,6 +53,10 @@ unit: setup
 
 integration: setup redis prometheus
 	$(PY) -m pytest tests/integration
+
+# The CI fuzz (tests/integration/test_fuzz.py) with more examples per operation.
+fuzz: setup
+	INFSTACK_FUZZ_EXAMPLES=$${EXAMPLES:-100} $(PY) -m pytest tests/integration/test_fuzz.py
 
 bench-embedding: setup
 	$(PY) -m benchmarks.embedding_cache

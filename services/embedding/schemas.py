@@ -40,5 +40,8 @@ class EmbedResponse(BaseModel):
 
     model: str
     dimension: int
-    embeddings: list[list[float]] | list[str]
+    # Not ``list[list[float]] | list[str]``: BentoML documents only the first branch of a field's union.
+    embeddings: list[list[float] | str] = Field(
+        description="One per text: a list of floats, or with encoding_format=base64 a base64 string."
+    )
     cache_hits: int = Field(description="How many of the texts were answered from the cache.")

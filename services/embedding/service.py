@@ -85,11 +85,11 @@ class EmbeddingCache:
         vectors, hits = await self.embed_texts(texts)
         if normalize:
             vectors = normalized(vectors)
+        embeddings: list[list[float] | str] = [
+            *(to_base64(vectors) if encoding_format == "base64" else vectors.tolist())
+        ]
         return EmbedResponse(
-            model=self.model_id,
-            dimension=self.dimension,
-            embeddings=to_base64(vectors) if encoding_format == "base64" else vectors.tolist(),
-            cache_hits=hits,
+            model=self.model_id, dimension=self.dimension, embeddings=embeddings, cache_hits=hits
         )
 
     @bentoml.api

@@ -16,11 +16,20 @@ from pydantic import BaseModel
 from services.bentoml_adapter import is_bentoml_ui_path
 from services.embedding.openai_api import ROUTE as EMBEDDINGS_ROUTE
 from services.embedding.openai_api import EmbeddingsRequest, EmbeddingsResponse
+from services.llm.routes import ENGINE_CONTROL_PATHS
 
 OPENAPI_VERSION = "3.1.0"
 ENGINE_TAG = "vLLM (relayed)"
 _REF = "#/components/schemas/"
-_NOT_RELAYED = frozenset({"/metrics"})  # the Bento's own /metrics answers, with vLLM's series in it
+# The Bento's own /metrics answers (with vLLM's series in it); engine controls are not public.
+_NOT_RELAYED = frozenset({"/metrics"}) | ENGINE_CONTROL_PATHS
+# BentoML's error bodies: ``detail`` is a string, or pydantic's list of validation errors on a 400 (its
+# document declares only the string).
+_BENTOML_ERRORS = ("InvalidArgument", "NotFound", "InternalServerError")
+_ERROR_DETAIL = {
+    "title": "Error Detail",
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
+}
 
 
 def _renamed_refs(value: Any, names: dict[str, str]) -> Any:
@@ -71,6 +80,9 @@ def merged_document(bentoml_doc: dict[str, Any], engine_doc: dict[str, Any] | No
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     paths = doc.setdefault("paths", {})
+    for name in _BENTOML_ERRORS:
+        if "detail" in schemas.get(name, {}).get("properties", {}):
+            schemas[name]["properties"]["detail"] = dict(_ERROR_DETAIL)
     if engine_doc:
         engine_schemas = engine_doc.get("components", {}).get("schemas", {})
         names = {n: (f"vllm_{n}" if n in schemas else n) for n in engine_schemas}

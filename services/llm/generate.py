@@ -3,20 +3,24 @@
 BentoML derives an API's schema (``/schema.json``, ``/docs.json``, its clients) from the function's
 signature, so both services expose this one function; each keeps its LLM backend at ``self.llm_backend``
 (the engine itself, or the LLM service). It opens the engine request before answering, so an engine
-error becomes an HTTP error (BentoML answers the exception's status), not a stream that breaks after 200.
+error becomes an HTTP error, not a stream that breaks after 200. That error is returned as a response
+(BentoML sends a returned Response as is), not raised: BentoML 1.4.40 answers a raised 4xx
+``BentoMLException`` with a JSON *array* body, unlike its documented ``{"error": ...}``, and logs a
+traceback for each.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from http import HTTPStatus
-from typing import Protocol
+from typing import Protocol, cast
 
-from bentoml.exceptions import BentoMLException
+from starlette.responses import JSONResponse
 
 from services.llm.backends import LLMBackend
 from services.llm.proxy import EngineRequestError, EngineUnavailable
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
+from services.wire import RETRY_AFTER_S
 
 
 class ServesLLM(Protocol):
@@ -42,10 +46,16 @@ async def started(pieces: AsyncIterator[str]) -> AsyncGenerator[str, None]:
     try:
         first = await anext(pieces, None)
     except EngineRequestError as exc:
-        raise BentoMLException(str(exc), error_code=HTTPStatus(exc.status)) from None
+        return _error(str(exc), exc.status)
     except EngineUnavailable as exc:
-        raise BentoMLException(str(exc), error_code=HTTPStatus.SERVICE_UNAVAILABLE) from None
+        return _error(str(exc), HTTPStatus.SERVICE_UNAVAILABLE)
     return _prepend(first, pieces)
+
+
+def _error(message: str, status: int) -> AsyncGenerator[str, None]:
+    """BentoML's error body, ``{"error": message}``; 5xx with ``Retry-After``."""
+    headers = {"Retry-After": RETRY_AFTER_S} if status >= 500 else None
+    return cast(AsyncGenerator[str, None], JSONResponse({"error": message}, status, headers))
 
 
 async def _prepend(first: str | None, rest: AsyncIterator[str]) -> AsyncGenerator[str, None]:

@@ -9,6 +9,7 @@ Bento never falls behind the engine. BentoML's own routes (the APIs, ``/metrics`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -18,29 +19,57 @@ from starlette.types import Scope
 
 from services.bentoml_adapter import is_bentoml_ui_path
 from services.llm.backends import GENERATION_ROUTES, LLMBackend
+from services.wire import openai_error
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # HEAD comes with GET
+# vLLM routes that steer the engine rather than ask it something: scaling expert parallelism, and the
+# routes of its dev mode (VLLM_SERVER_DEV_MODE=1). An operator reaches them on the engine's loopback
+# port; through the Bento they are 404. (The profiler routes stay: they exist only when an operator turns
+# the profiler on, see INFSTACK_LLM__PROFILER_DIR.)
+ENGINE_CONTROL_PATHS = frozenset(
+    {
+        "/scale_elastic_ep", "/is_scaling_elastic_ep", "/collective_rpc", "/reset_prefix_cache",
+        "/reset_mm_cache", "/reset_encoder_cache", "/sleep", "/wake_up", "/is_sleeping", "/pause",
+        "/resume", "/is_paused", "/server_info", "/update_weights", "/init_weight_transfer",
+    }
+)  # fmt: skip
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class RelayRoute(Route):
-    """A catch-all that leaves BentoML's web UI paths to BentoML."""
+    """A catch-all that leaves BentoML's web UI paths to BentoML and never reaches engine controls."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and is_bentoml_ui_path(scope["path"]):
+        if scope["type"] == "http" and (
+            is_bentoml_ui_path(scope["path"]) or scope["path"].rstrip("/") in ENGINE_CONTROL_PATHS
+        ):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+async def not_json(request: Request) -> Response | None:
+    """A 400 in OpenAI's error shape for a JSON POST whose body does not parse. vLLM's server answers
+    it with FastAPI's ``{"detail": ...}``, which neither its own document nor OpenAI's clients expect."""
+    if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        json.loads(await request.body())
+    except ValueError as exc:
+        return openai_error(f"the request body is not valid JSON: {exc}", 400, "BadRequestError")
+    return None
 
 
 def llm_routes(get_backend: Callable[[], LLMBackend]) -> list[BaseRoute]:
     def generation(route: str) -> Handler:
         async def handler(request: Request) -> Response:
-            return await get_backend().generation(route, request)
+            return await not_json(request) or await get_backend().generation(route, request)
 
         return handler
 
     async def relay(request: Request) -> Response:
-        return await get_backend().relay("/" + request.path_params["path"], request)
+        return await not_json(request) or await get_backend().relay(
+            "/" + request.path_params["path"], request
+        )
 
     return [
         *(Route(route, generation(route), methods=["POST"]) for route in GENERATION_ROUTES),
