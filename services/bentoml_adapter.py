@@ -141,10 +141,75 @@ class TimerReleasingTimeout:
         await app
 
 
-def release_timeout_timers() -> None:
-    """Make BentoML build :class:`TimerReleasingTimeout` where it builds its ``TimeoutMiddleware`` (its
-    app factory imports the class by name when it assembles the middleware stack, after the service
-    module is imported). Call at import of every service module; idempotent."""
-    from bentoml._internal.server.http import traffic
+# Paths BentoML's request metrics keep as their own ``endpoint`` label; every other path is "other".
+# BentoML labels by the raw request path, so each new path (a /v1/responses/<id>, a scanner's probe, a
+# fuzzer's) added series without bound, and paths with odd characters broke the exposition.
+METRIC_ENDPOINTS = frozenset(
+    {
+        "/", "/docs.json", "/schema.json", "/v1/completions", "/v1/chat/completions", "/v1/embeddings",
+        "/v1/models", "/v1/responses", "/v1/messages", "/tokenize", "/detokenize", "/version", "/health",
+        "/ping", "/invocations", "/start_profile", "/stop_profile",
+    }
+)  # fmt: skip
+OTHER_ENDPOINT = "other"
+
+
+def metric_endpoint(path: str, api_routes: frozenset[str]) -> str:
+    """The ``endpoint`` label for ``path``: itself when it is a known route, else ``other``."""
+    return path if path in METRIC_ENDPOINTS or path in api_routes else OTHER_ENDPOINT
+
+
+def _bounded_metrics_middleware() -> type:
+    from bentoml._internal.context import server_context
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
+
+    class BoundedEndpointMetrics(RunnerTrafficMetricsMiddleware):
+        """BentoML's request metrics with a bounded ``endpoint`` label (:func:`metric_endpoint`). BentoML
+        reads the label from ``scope["path"]``; it sees the label, the app behind it the real path."""
+
+        def __init__(self, app: Any, **options: Any) -> None:
+            super().__init__(_RealPath(app), **options)
+            self._api_routes: frozenset[str] | None = None
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http":
+                await super().__call__(scope, receive, send)
+                return
+            if self._api_routes is None:
+                self._api_routes = frozenset(server_context.service_routes)
+            label = metric_endpoint(scope["path"], self._api_routes)
+            if label != scope["path"]:
+                scope = {**scope, "path": label, _REAL_PATH: scope["path"]}
+            await super().__call__(scope, receive, send)
+
+    return BoundedEndpointMetrics
+
+
+_REAL_PATH = "infstack.real_path"
+
+
+class _RealPath:
+    """Gives the app behind the metrics middleware the request's real path back."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if _REAL_PATH in scope:
+            scope = {**scope, "path": scope[_REAL_PATH]}
+            del scope[_REAL_PATH]
+        await self.app(scope, receive, send)
+
+
+def fix_bentoml() -> None:
+    """Swap in this module's fixes where BentoML 1.4.40 builds its own middlewares (its app factories
+    import each class by name when they assemble the stack, after the service module is imported):
+    :class:`TimerReleasingTimeout` and bounded metric endpoints. Call at import of every service
+    module; idempotent."""
+    from bentoml._internal.server.http import instruments, traffic
 
     traffic.TimeoutMiddleware = TimerReleasingTimeout  # type: ignore[misc,assignment]
+    if not getattr(instruments.RunnerTrafficMetricsMiddleware, "bounded", False):
+        bounded = _bounded_metrics_middleware()
+        bounded.bounded = True  # type: ignore[attr-defined]
+        instruments.RunnerTrafficMetricsMiddleware = bounded  # type: ignore[misc,assignment]

@@ -15,7 +15,7 @@ from typing import Any
 import bentoml
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, release_timeout_timers
+from services.bentoml_adapter import add_middleware, fix_bentoml
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
@@ -24,7 +24,7 @@ from services.embedding.service import EmbeddingCache
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
-release_timeout_timers()
+fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.classic
 

@@ -17,7 +17,7 @@ import numpy as np
 from starlette.applications import Starlette
 
 from services import metrics
-from services.bentoml_adapter import release_timeout_timers
+from services.bentoml_adapter import fix_bentoml
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
@@ -29,7 +29,7 @@ from services.request_id import with_request_ids
 from services.settings import get_settings
 from services.wire import from_base64, to_base64
 
-release_timeout_timers()
+fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.embedding
 

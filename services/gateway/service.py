@@ -25,9 +25,9 @@ from services.answer_on_error import AnswerOnError
 from services.bentoml_adapter import (
     add_middleware,
     dependency_url,
+    fix_bentoml,
     mark_streaming,
     openapi_document,
-    release_timeout_timers,
 )
 from services.classic.contract import ModelSpec, typed_api
 from services.classic.registry import MODELS as CLASSIC_MODELS
@@ -54,7 +54,7 @@ from services.request_id import forwarded_request_id, with_request_ids
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
 
-release_timeout_timers()
+fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.gateway
 log = logging.getLogger(__name__)

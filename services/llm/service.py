@@ -15,8 +15,8 @@ from starlette.applications import Starlette
 
 from services.bentoml_adapter import (
     assigned_gpus,
+    fix_bentoml,
     mark_streaming,
-    release_timeout_timers,
     stop_server,
     worker_index,
 )
@@ -31,7 +31,7 @@ from services.relay import freeze_gc_on_start
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
-release_timeout_timers()
+fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.llm
 ENGINE_URL = f"http://127.0.0.1:{CONFIG.engine_port}"

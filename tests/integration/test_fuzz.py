@@ -84,3 +84,23 @@ def test_base64_embeddings_match_the_documented_schema(gateway_server: BentoServ
         reply = httpx.post(f"{gateway_server.url}/embed", json=body, timeout=60)
         assert reply.status_code == 200
         Draft202012Validator(schema).validate(reply.json())
+
+
+def test_unknown_paths_add_no_metric_series_and_the_exposition_stays_valid(
+    gateway_server: BentoServer,
+) -> None:
+    """BentoML labelled its request metrics with the raw path: every probe of a new path was a new
+    series, and odd characters broke the exposition. Now they count under endpoint="other"."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    probes = [f"/v1/responses/resp_{i}" for i in range(5)] + ['/no"such\\path', "/%0Aevil"]
+    for path in probes:
+        httpx.get(f"{gateway_server.url}{path}", timeout=30)
+    text = httpx.get(f"{gateway_server.url}/metrics", timeout=30).text
+    endpoints = {
+        sample.labels["endpoint"]
+        for family in text_string_to_metric_families(text)  # parses: nothing broke it
+        for sample in family.samples
+        if family.name.startswith("bentoml_service_request") and "endpoint" in sample.labels
+    }
+    assert "other" in endpoints and not any("resp_" in e or "such" in e for e in endpoints), endpoints

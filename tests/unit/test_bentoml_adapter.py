@@ -39,9 +39,9 @@ print(json.dumps([r.path for r in routes[mounted + 1 :]]))
 TIMEOUT_MIDDLEWARE = """
 import json
 import bentoml
-from services.bentoml_adapter import release_timeout_timers
+from services.bentoml_adapter import fix_bentoml
 
-release_timeout_timers()
+fix_bentoml()
 
 @bentoml.service(traffic={"timeout": 7})
 class Probe:
@@ -105,10 +105,20 @@ def test_only_the_web_ui_comes_after_mounted_apps_so_the_catch_all_leaves_exactl
 
 
 @pytest.mark.timeout(120)
-def test_bentoml_builds_the_timer_releasing_timeout_in_place_of_its_own() -> None:
+def test_bentoml_builds_our_fixed_middlewares_in_place_of_its_own() -> None:
     stack = _probe(TIMEOUT_MIDDLEWARE)
+    names = [name for name, _ in stack]  # type: ignore[attr-defined]
     assert ["TimerReleasingTimeout", 7] in stack, stack  # type: ignore[operator]
-    assert not any(name == "TimeoutMiddleware" for name, _ in stack)  # type: ignore[attr-defined]
+    assert "BoundedEndpointMetrics" in names, names
+    assert "TimeoutMiddleware" not in names and "RunnerTrafficMetricsMiddleware" not in names, names
+
+
+def test_metric_endpoints_are_known_routes_or_other() -> None:
+    apis = frozenset({"/generate", "/embed"})
+    assert bentoml_adapter.metric_endpoint("/generate", apis) == "/generate"
+    assert bentoml_adapter.metric_endpoint("/v1/chat/completions", apis) == "/v1/chat/completions"
+    for path in ("/v1/responses/resp_123", "/wp-admin", '/x"\n{'):
+        assert bentoml_adapter.metric_endpoint(path, apis) == bentoml_adapter.OTHER_ENDPOINT
 
 
 def _live_timers(loop: asyncio.AbstractEventLoop) -> int:
