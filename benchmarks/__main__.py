@@ -5,6 +5,7 @@ python -m benchmarks classic_batching ...   # adaptive batching on vs off
 python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode
 python -m benchmarks profile_trace ...      # a vLLM profiler trace and its top kernels
 python -m benchmarks soak --minutes 10      # mixed load at 80% of peak: lost, corrupted, 5xx, RSS
+python -m benchmarks report                 # benchmarks/results/REPORT.md from the committed JSON
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ SCENARIOS = {
     "embedding_cache": "benchmarks.embedding_cache",
     "profile_trace": "benchmarks.profile_trace",
     "soak": "benchmarks.soak",
+    "report": "benchmarks.report",
 }
 
 

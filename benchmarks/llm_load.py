@@ -50,9 +50,11 @@ def _vocab(model_dir: Path) -> tuple[int, set[int]]:
 
 
 def random_prompts(
-    model_dir: Path, count: int, input_len: int, seed: int, kind: str = "ids"
+    model_dir: Path, count: int, input_len: int, seed: int, kind: str = "ids", prefix_len: int = 0
 ) -> list[list[int] | str]:
-    """``count`` prompts of ``input_len`` random non-special token ids, unique in their first block.
+    """``count`` prompts of ``input_len`` random non-special token ids, unique in their first block;
+    with ``prefix_len``, all start with the same ``prefix_len`` random ids (a shared system prompt, as
+    ``vllm bench serve --random-prefix-len`` builds it) and are unique in the first block after it.
 
     kind "ids" sends the ids (exact length, no tokenizer round trip); "text" sends their decoded text
     (what a real client sends; its length after re-tokenization is whatever the usage chunk reports).
@@ -60,6 +62,7 @@ def random_prompts(
     vocab_size, special = _vocab(model_dir)
     pool = [i for i in range(vocab_size) if i not in special]
     rng = random.Random(seed)
+    prefix = rng.choices(pool, k=prefix_len)
     prompts: list[list[int]] = []
     seen: set[tuple[int, ...]] = set()
     while len(prompts) < count:
@@ -67,7 +70,7 @@ def random_prompts(
         head = tuple(ids[:UNIQUE_PREFIX_TOKENS])
         if head not in seen:  # practically never taken twice; checked so the claim always holds
             seen.add(head)
-            prompts.append(ids)
+            prompts.append(prefix + ids)
     if kind == "ids":
         return list(prompts)
     from tokenizers import Tokenizer  # only for text prompts; transformers brings it everywhere
@@ -219,7 +222,7 @@ def summarize(duration_s: float, results: Sequence[RequestResult], input_len: in
 # --- optional: vLLM's own client ------------------------------------------------------------------
 def vllm_bench_serve(
     base_url: str, model: str, tokenizer_dir: Path, input_len: int, output_len: int, load: Load,
-    temperature: float, result_dir: Path,
+    temperature: float, result_dir: Path, prefix_len: int = 0,
 ) -> tuple[float, list[RequestResult]]:  # fmt: skip
     """Run ``vllm bench serve`` (random dataset, same lengths, rate, cap and temperature) and read its
     per-request lists back, so ``summarize`` pools and reports both clients the same way. Works where
@@ -240,6 +243,8 @@ def vllm_bench_serve(
     ]  # fmt: skip
     if load.max_concurrency:
         cmd += ["--max-concurrency", str(load.max_concurrency)]
+    if prefix_len:
+        cmd += ["--random-prefix-len", str(prefix_len)]
     subprocess.run(cmd, check=True)
     raw = json.loads((result_dir / name).read_text())
     n = len(raw["ttfts"])

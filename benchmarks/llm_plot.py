@@ -24,7 +24,10 @@ def _fmt(value: float) -> str:
 def _panel(ax: Any, title: str, ylabel: str, groups: Mapping[str, Mapping[str, float]]) -> None:
     """Grouped bars: one group per x label, one bar per target."""
     labels = list(groups)
-    targets = sorted({t for g in groups.values() for t in g}, key=lambda t: list(COLORS).index(t))
+    targets = sorted(
+        {t for g in groups.values() for t in g},
+        key=lambda t: list(COLORS).index(t) if t in COLORS else len(COLORS),
+    )
     width = 0.8 / max(len(targets), 1)
     for i, target in enumerate(targets):
         xs = [j + (i - (len(targets) - 1) / 2) * width for j in range(len(labels))]

@@ -3,7 +3,8 @@
     python -m benchmarks.llm_serving --model DIR|TAG [--preset llama-3.1-8b] [--set FIELD=VALUE ...]
         [--targets raw,gateway,llm] [--num-prompts 200] [--input-len 512 --output-len 128]
         [--request-rates inf,16] [--concurrency 1 --concurrency-prompts 32] [--client ours|vllm-bench]
-        [--temperature 0] --out benchmarks/results/NAME.json
+        [--temperature 0] [--prefix-len 0] [--variant NAME:FIELD=VALUE,...] [--roofline]
+        --out benchmarks/results/NAME.json
 
 One LLMSettings object (INFSTACK_LLM__* from the environment, then --model/--preset/--set on top)
 drives every target (benchmarks/llm_targets.py): raw vLLM started with our own engine command; the
@@ -14,6 +15,12 @@ Poisson rate; one per concurrency cap) with the SAME prompts, then is stopped be
 temperature is 0, vLLM's bench default: every request is cacheable, so our response cache looks each
 one up and stores it (prompts are unique, so it never hits). Writes the JSON (machine, versions,
 commit, settings, loads, every target, ratios vs raw) and a PNG beside it.
+
+Techniques side by side (benchmarks/results/REPORT.md): ``--variant`` adds raw vLLM targets with other
+settings, measured in the same run and compared with ``raw`` (``--variant prefix_off:enable_prefix_caching=false
+--prefix-len 2048`` for prefix caching on a shared system prompt; ``--variant fp8:quantization=fp8`` and
+``--variant fp8_kv:kv_cache_dtype=fp8`` for quantization). ``--roofline`` measures the GPU's copy
+bandwidth before any engine starts and sets every target's batch-1 TPOT beside the floor it implies.
 
 Targets: output throughput at rate=inf >= 0.95x raw on CPU, >= 0.97x on GPU; on GPU, TTFT p50 within
 +3 ms and TPOT p50 within +0.2 ms of raw at concurrency 1 and at every Poisson rate.
@@ -45,6 +52,7 @@ from benchmarks.llm_targets import (
     cpu_delta,
     engine_facts,
 )
+from benchmarks.roofline import copy_bandwidth_bytes_per_s, decode_floor, versus_floor
 from services.llm import compat
 from services.llm.engine import resolve_model, served_model_name
 from services.settings import LLMSettings, load_settings
@@ -83,6 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-prompts", type=int, default=8)
     p.add_argument("--targets", default="raw,gateway",
                    help="comma list of raw, gateway (the whole Bento), llm (the LLM service alone)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
+                   help="another raw vLLM target with these LLMSettings changed, e.g. fp8:quantization=fp8")
+    p.add_argument("--prefix-len", type=int, default=0,
+                   help="tokens of one random prefix shared by every prompt (a system prompt)")
+    p.add_argument("--roofline", action="store_true",
+                   help="GPU: measure copy bandwidth first; batch-1 TPOT of each target vs weights/bandwidth")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet-wait-s", type=float, default=20, help="most time to wait for other jobs to calm")
     p.add_argument("--client", choices=("ours", "vllm-bench"), default="ours",
@@ -92,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if bad := set(args.targets.split(",")) - {"raw", "gateway", "llm"}:
         p.error(f"--targets: unknown {sorted(bad)}; use raw, gateway, llm")
+    if bad := [v for v in args.variant if ":" not in v or "=" not in v]:
+        p.error(f"--variant wants NAME:FIELD=VALUE[,FIELD=VALUE], got {bad}")
     for flag in ("engine_env", "bento_env"):
         if bad := [e for e in getattr(args, flag) if "=" not in e]:
             p.error(f"--{flag.replace('_', '-')} wants KEY=VALUE, got {bad}")
@@ -119,6 +135,18 @@ def build_settings(args: argparse.Namespace, workdir: Path) -> LLMSettings:
     return LLMSettings.model_validate(load_settings().llm.model_dump() | overrides)
 
 
+def variants(
+    args: argparse.Namespace, settings: LLMSettings
+) -> dict[str, tuple[LLMSettings, dict[str, Any]]]:
+    """``--variant`` targets: name -> (the run's settings with the changes, the changes)."""
+    out = {}
+    for spec in args.variant:
+        name, _, changes = spec.partition(":")
+        overrides = {k: _value(v) for k, _, v in (c.partition("=") for c in changes.split(","))}
+        out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides), overrides)
+    return out
+
+
 def build_loads(args: argparse.Namespace) -> list[Load]:
     loads = [Load(f"rate={r}", args.num_prompts, float(r), None, args.seed + 1 + i)
              for i, r in enumerate(x for x in args.request_rates.split(",") if x)]  # fmt: skip
@@ -142,7 +170,8 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
     """Warm the target up, then run every load ``--repeats`` times (fresh prompts each time, so the
     prefix cache never hits) and pool the requests of the repeats into one summary. Each repeat records
     the CPU that other jobs used meanwhile: on a shared machine that is what makes a number doubtful."""
-    warm = random_prompts(model_dir, args.warmup_prompts, args.input_len, args.seed + 999, args.prompt_kind)
+    warm = random_prompts(model_dir, args.warmup_prompts, args.input_len, args.seed + 999, args.prompt_kind,
+                          args.prefix_len)  # fmt: skip
     _run(run_load(target.url, model, warm, args.output_len, Load("warmup", len(warm)), args.temperature))
     results: dict[str, Any] = {}
     for load in loads:
@@ -154,7 +183,8 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
             with CpuMeter(target.pids()) as meter, MetricsSampler(target.url) as sampled:
                 if args.client == "vllm-bench":
                     duration, done = vllm_bench_serve(target.url, model, model_dir, args.input_len, args.output_len,
-                                                      run, args.temperature, workdir / target.name)  # fmt: skip
+                                                      run, args.temperature, workdir / target.name,
+                                                      args.prefix_len)  # fmt: skip
                 else:
                     duration, done = _run(run_load(target.url, model, prompts[f"{load.name}#{rep}"],
                                                    args.output_len, run, args.temperature))  # fmt: skip
@@ -169,7 +199,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
             print(f"  {target.name} {load.name} #{rep}: {one['output_throughput']:.0f} out tok/s, TTFT p50 "
                   f"{one['median_ttft_ms']:.1f} ms, failed {one['failed']}, other jobs "
                   f"{meter.foreign_cores:.2f} cores", flush=True)  # fmt: skip
-        summary = summarize(sum(durations), pooled, args.input_len)
+        summary = summarize(sum(durations), pooled, args.input_len + args.prefix_len)
         results[load.name] = summary | _cpu_per_token(runs, summary) | {"runs": runs}
     return results
 
@@ -231,16 +261,16 @@ def _targets(by_load: dict[str, dict[str, Any]], loads: list[Load], kind: str) -
     return out
 
 
-def ratios(results: dict[str, dict[str, Any]], loads: list[Load]) -> dict[str, Any]:
-    """Each Bento target relative to raw, per load (output throughput ratio, p50 latency deltas in ms),
-    and the issue's targets for each."""
+def ratios(results: dict[str, dict[str, Any]], loads: list[Load], variants: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+    """Each target relative to raw, per load (output throughput ratio, p50 latency deltas in ms), and
+    for the Bento's targets the issue's targets (a --variant is a technique, not an overhead)."""
     if "raw" not in results:
         return {}
     kind = "cpu" if compat.is_cpu_build() else "gpu"
     out: dict[str, Any] = {}
     for name in (t for t in results if t != "raw"):
         by_load = {x.name: _versus_raw(results["raw"][x.name], results[name][x.name]) for x in loads}
-        out[name] = by_load | {"targets": _targets(by_load, loads, kind)}
+        out[name] = by_load if name in variants else by_load | {"targets": _targets(by_load, loads, kind)}
     return out
 
 
@@ -286,15 +316,38 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "prompt_kind": args.prompt_kind,
             "temperature": args.temperature,
             "response_cache": _cache_note(settings, args.temperature),
-            "prefix_cache": "no hits: every prompt differs from all others in its first 16-token block",
+            "prefix_len": args.prefix_len,
+            "prefix_cache": f"every prompt starts with the same {args.prefix_len} tokens, then differs"
+            if args.prefix_len
+            else "no hits: every prompt differs from all others in its first 16-token block",
+            "variants": {name: changes for name, (_, changes) in variants(args, settings).items()},
             "warmup_prompts": args.warmup_prompts,
             "repeats": args.repeats,
             "loads": [x.to_json() for x in loads],
         },
         "results": results,
-        "ratios": ratios(results, loads),
+        "ratios": ratios(results, loads, frozenset(variants(args, settings))),
         "runtime_s": round(time.monotonic() - started, 1),
     }
+
+
+def roofline(floor: dict[str, Any] | None, results: dict[str, dict[str, Any]],
+             extra: dict[str, tuple[LLMSettings, dict[str, Any]]], model_dir: Path) -> dict[str, Any] | None:  # fmt: skip
+    """Batch-1 TPOT p50 of each target beside the floor its weights set (a variant that changes the
+    weights, e.g. fp8, gets its own floor)."""
+    if floor is None:
+        return None
+    out = {}
+    for name, by_load in results.items():
+        if "concurrency=1" not in by_load:
+            continue
+        own = (
+            decode_floor(model_dir, extra[name][0], floor["copy_bandwidth_bytes_per_s"])
+            if name in extra
+            else floor
+        )
+        out[name] = versus_floor(own, by_load["concurrency=1"]["median_tpot_ms"])
+    return out
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
@@ -316,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     model = served_model_name(settings)
     loads = build_loads(args)
     prompts = {f"{x.name}#{r}": random_prompts(model_dir, x.num_prompts, args.input_len, x.seed + 7919 * r,
-                                               args.prompt_kind)
+                                               args.prompt_kind, args.prefix_len)
                for x in loads for r in range(args.repeats)}  # fmt: skip
     engine_env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # BentoServer sets both too
     engine_env |= dict(e.split("=", 1) for e in args.engine_env)
@@ -327,12 +380,17 @@ def main(argv: list[str] | None = None) -> None:
         from models.train_classic import ensure_models
 
         ensure_models()
-    for name in args.targets.split(","):
+    bandwidth = copy_bandwidth_bytes_per_s() if args.roofline else None
+    floor = decode_floor(model_dir, settings, bandwidth) if bandwidth else None
+    extra = variants(args, settings)
+    failed_variants: dict[str, str] = {}
+    for name in [*args.targets.split(","), *extra]:
         print(f"== {name}: starting", flush=True)
         target: RawEngine | BentoTarget
-        if name == "raw":
-            target = RawEngine(settings, engine_env, workdir / "raw.log")
-            commands["raw"] = target.command
+        if name == "raw" or name in extra:
+            target_settings = extra[name][0] if name in extra else settings
+            target = RawEngine(target_settings, engine_env, workdir / f"{name}.log", name=name)
+            commands[name] = target.command
         else:
             target = BentoTarget(
                 name, settings, engine_env, workdir, dict(e.split("=", 1) for e in args.bento_env)
@@ -341,7 +399,14 @@ def main(argv: list[str] | None = None) -> None:
                                  "env": {k: v for k, v in target.env.items() if k.startswith("INFSTACK_")},
                                  "bento_env": args.bento_env}  # fmt: skip
         t0 = time.monotonic()
-        target.start(settings.engine_start_timeout_s)
+        try:
+            target.start(settings.engine_start_timeout_s)
+        except RuntimeError as exc:
+            if name not in extra:
+                raise
+            failed_variants[name] = str(exc)[-2000:]  # e.g. a quantization this GPU cannot run: say so, go on
+            print(f"   {name} did not start; skipped", flush=True)
+            continue
         print(f"   ready in {time.monotonic() - t0:.1f} s", flush=True)
         try:
             results[name] = measure(target, args, model, model_dir, loads, prompts, workdir)
@@ -349,9 +414,12 @@ def main(argv: list[str] | None = None) -> None:
             target.stop()
             engine_logs[name] = engine_facts(target.log_path)
         report = _report(args, settings, engine_env, commands, results, loads, started) | {
-            "engine_log": engine_logs
+            "engine_log": engine_logs,
+            "roofline": roofline(floor, results, extra, model_dir),
         }
         write_json(args.out, report)  # after every target: a run cut short keeps what it measured
+    report["variants_not_started"] = failed_variants
+    write_json(args.out, report)
     plot_comparison(args.out.with_suffix(".png"), results, loads, report)
     print(table(results, loads))
     print(json.dumps(report["ratios"], indent=2))

@@ -96,9 +96,8 @@ def settings_env(settings: LLMSettings) -> dict[str, str]:
 class RawEngine:
     """vLLM's OpenAI server started with our engine command, nothing in front of it."""
 
-    name = "raw"
-
-    def __init__(self, settings: LLMSettings, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, settings: LLMSettings, env: dict[str, str], log_path: Path, name: str = "raw") -> None:
+        self.name = name  # "raw", or a --variant of it
         self.settings = settings.model_copy(update={"engine_port": procs.free_port()})
         self.command = engine_command(self.settings)
         self.url = f"http://127.0.0.1:{self.settings.engine_port}"

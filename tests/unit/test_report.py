@@ -1,0 +1,48 @@
+"""python -m benchmarks report: REPORT.md from result JSON files (tests/fixtures/results, a trimmed copy
+of the real files' shape)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.report import build, main
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "results"
+
+
+def row(report: str, *cells: str) -> str:
+    """The one table row that holds every cell."""
+    rows = [line for line in report.splitlines() if line.startswith("|") and all(c in line for c in cells)]
+    assert len(rows) == 1, (cells, rows)
+    return rows[0]
+
+
+def test_each_technique_gets_its_ratio_machine_and_command() -> None:
+    report = build(FIXTURE)
+    assert "**1.430x**" in row(report, "llm_techniques_h200.json", "fp8 (quantization=fp8)", "rate=inf")
+    assert "1x NVIDIA H200" in row(report, "fp8 (quantization=fp8)", "concurrency=1")
+    # the command writes to the committed file, not to the GPU machine's output folder
+    assert "--out benchmarks/results/llm_techniques_h200.json" in report and "/root/out" not in report
+
+
+def test_claims_are_judged_from_the_measured_ratio() -> None:
+    report = build(FIXTURE)
+    fp8 = row(report, "FP8 weights: 1.8-2.5x")
+    assert "1.43x" in fp8 and fp8.endswith("| no |")  # measured below the claimed 1.8x
+    assert "not measured in a committed run" in row(report, "Prefix caching")
+    assert "not measured here yet" in row(report, "Continuous batching")
+
+
+def test_overhead_roofline_and_soak_rows() -> None:
+    report = build(FIXTURE)
+    assert "**0.975x**" in row(report, "llm_overhead_h200.json", "gateway", "rate=inf")
+    roof = row(report, "llm_techniques_h200.json", "16.06 GB")
+    assert ("4.30 TB/s" in roof and "3.73" in roof and "**1.28x**" in roof) or "**1.29x**" in roof
+    assert "56,486" in row(report, "soak_cpu.json")
+
+
+def test_the_command_writes_the_report_and_skips_what_is_not_a_result(tmp_path: Path) -> None:
+    out = tmp_path / "REPORT.md"
+    main(["--results", str(FIXTURE), "--out", str(out)])
+    text = out.read_text()
+    assert text == build(FIXTURE) and "not_a_result" not in text
