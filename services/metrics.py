@@ -49,6 +49,11 @@ PROXY_OVERHEAD_SECONDS = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
 
+LLM_COALESCED = Counter(
+    "infstack_llm_coalesced_requests_total",
+    "Deterministic requests answered by following an identical request's generation already in flight",
+)
+
 # --- GPUs ----------------------------------------------------------------------------------------
 # Read from NVML at scrape time by services/gpu_metrics.py, for the GPUs the serving process holds;
 # absent (no series at all) where there is no GPU or no NVIDIA driver.

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import numpy as np
 from starlette.responses import JSONResponse
 
-CACHE_HEADER = "x-infstack-cache"  # miss, hit, semantic-hit or bypass: how the response cache answered
+CACHE_HEADER = (
+    "x-infstack-cache"  # miss, hit, semantic-hit, coalesced or bypass: how the response cache answered
+)
 MODEL_HEADER = "x-infstack-model"  # the model-store tag that produced a classic-ML answer
 RETRY_AFTER_S = "1"
 

@@ -3,7 +3,8 @@
 Only the two generation routes pass through here, to consult the response cache; every other route is
 relayed untouched (services/llm/routes.py). Whoever talks to the engine directly runs this: the gateway
 when the engine is on its host, else the LLM service. Bytes go through services/relay.py as they arrive;
-a miss is recorded while it streams and stored by the cache's writer thread once it is complete.
+a miss is recorded while it streams and stored by the cache's writer thread once it is complete;
+identical requests that arrive meanwhile follow that one generation (services/llm/coalesce.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services import metrics
+from services.llm.coalesce import SharedGeneration
 from services.llm.response_cache import ResponseCache, response_key, sse_events
 from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
 from services.relay import (
@@ -44,7 +46,7 @@ class Reply:
     status: int
     headers: list[tuple[bytes, bytes]]  # raw, content type included
     chunks: AsyncIterator[bytes]
-    cache: str  # "hit", "semantic-hit", "miss" or "bypass"
+    cache: str  # "hit", "semantic-hit", "coalesced" (followed an identical request), "miss" or "bypass"
     content_type: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,6 +87,7 @@ class EngineProxy:
         self._cache: ResponseCache | None = None
         self.semantic = semantic if embed_prompt is not None else None
         self._embed_prompt = embed_prompt
+        self._in_flight: dict[str, SharedGeneration] = {}  # by cache key, while the engine generates
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -120,20 +123,42 @@ class EngineProxy:
                     pending.semantic, cached = await self._semantic_lookup(route, payload, cache)
                     if cached is not None:
                         return _cached_reply(*cached, "semantic-hit")
+        shared = None
+        if pending is not None:
+            if (running := self._in_flight.get(pending.key)) is not None and await running.joined():
+                metrics.LLM_COALESCED.inc()
+                return Reply(200, running.headers, running.follow(), "coalesced")
+            shared = self._share(pending.key)
         sent = time.perf_counter()
         try:
             upstream = await self.engine.request("POST", route, body, headers)
         except UpstreamUnavailable as exc:
+            if shared is not None:
+                shared.abandon()
             raise EngineUnavailable(str(exc)) from exc
         reply_headers = response_headers(upstream.headers)
         content_type = upstream.headers.get("content-type")
         recorded: list[bytes] | None = [] if pending is not None and upstream.status == 200 else None
         chunks = self._first_byte_timed(relay_chunks(upstream, recorded), sent - arrived)
-        if recorded is not None and pending is not None:
-            chunks = self._stored_once_complete(
-                chunks, recorded, pending, stream=is_event_stream(content_type)
-            )
-        return Reply(upstream.status, reply_headers, chunks, "miss" if pending else "bypass")
+        if recorded is None or pending is None:
+            if shared is not None:
+                shared.abandon()
+            return Reply(upstream.status, reply_headers, chunks, "miss" if pending else "bypass")
+        chunks = self._stored_once_complete(chunks, recorded, pending, stream=is_event_stream(content_type))
+        assert shared is not None
+        shared.start(reply_headers, chunks)
+        return Reply(upstream.status, reply_headers, shared.follow(), "miss")
+
+    def _share(self, key: str) -> SharedGeneration:
+        """Register the generation of ``key`` for identical requests to follow while it runs."""
+
+        def finished() -> None:
+            if self._in_flight.get(key) is shared:
+                del self._in_flight[key]
+
+        shared = SharedGeneration(finished)
+        self._in_flight[key] = shared
+        return shared
 
     async def _semantic_lookup(
         self, route: str, payload: dict[str, Any], cache: ResponseCache

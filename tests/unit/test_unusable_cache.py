@@ -45,7 +45,7 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mount
     finally:
-        subprocess.run(["umount", str(mount)], check=False)
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)  # detached even while a file is open
 
 
 def test_a_full_directory_drops_writes_and_keeps_serving(tiny_filesystem: Path) -> None:

@@ -1,0 +1,66 @@
+"""Identical deterministic requests in flight together are generated once (services/llm/coalesce.py),
+through the public port, against the real engine: one engine request, every client the same answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from scripts.procs import BentoServer, metric_value
+from services.wire import CACHE_HEADER
+from tests.conftest import TINY_LLM
+
+CLIENTS = 6
+
+
+def engine_requests(server: BentoServer) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    return metric_value(text, "vllm:request_success_total", finished_reason="length") or 0.0
+
+
+async def ask_together(url: str, body: dict) -> list[tuple[str, str]]:
+    """(cache header, streamed body) of CLIENTS identical streaming requests sent at once."""
+
+    async def one(client: httpx.AsyncClient) -> tuple[str, str]:
+        async with client.stream("POST", f"{url}/v1/completions", json=body) as reply:
+            assert reply.status_code == 200
+            return reply.headers[CACHE_HEADER], (await reply.aread()).decode()
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        return await asyncio.gather(*(one(client) for _ in range(CLIENTS)))
+
+
+def test_identical_requests_in_flight_share_one_generation(gateway_server: BentoServer) -> None:
+    body = {"model": TINY_LLM, "prompt": f"coalesce {uuid.uuid4().hex}", "max_tokens": 256,
+            "ignore_eos": True, "temperature": 0, "stream": True}  # fmt: skip
+    before = engine_requests(gateway_server)
+    answers = asyncio.run(ask_together(gateway_server.url, body))
+    how = sorted(header for header, _ in answers)
+    assert how.count("miss") == 1 and "coalesced" in how and set(how) <= {"miss", "coalesced", "hit"}, how
+    assert len({text for _, text in answers}) == 1  # byte for byte the same stream
+    assert answers[0][1].rstrip().endswith("data: [DONE]")
+    assert engine_requests(gateway_server) - before == 1
+    coalesced = metric_value(
+        httpx.get(f"{gateway_server.url}/metrics", timeout=30).text, "infstack_llm_coalesced_requests_total"
+    )
+    assert coalesced is not None and coalesced >= how.count("coalesced")
+
+
+def test_requests_that_differ_are_not_coalesced(gateway_server: BentoServer) -> None:
+    prompt = f"distinct {uuid.uuid4().hex}"
+    before = engine_requests(gateway_server)
+
+    async def both() -> list[str]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            replies = await asyncio.gather(*(
+                client.post(f"{gateway_server.url}/v1/completions", json={
+                    "model": TINY_LLM, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True,
+                    "temperature": 0})
+                for max_tokens in (64, 65)
+            ))  # fmt: skip
+        return [reply.headers[CACHE_HEADER] for reply in replies]
+
+    assert asyncio.run(both()) == ["miss", "miss"]
+    assert engine_requests(gateway_server) - before == 2
