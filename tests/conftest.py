@@ -239,3 +239,13 @@ def check_chat_and_stream(client: Any) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == chat.choices[0].message.content
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 6
+
+
+def refs(value: Any) -> set[str]:
+    """Every ``$ref`` in an OpenAPI document (or part of one)."""
+    if isinstance(value, dict):
+        found = {value["$ref"]} if isinstance(value.get("$ref"), str) else set()
+        return found.union(*(refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(refs(v) for v in value))
+    return set()

@@ -9,14 +9,13 @@ trained here in seconds; held-out accuracy ~0.98. It runs on the service's GPU w
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from services.classic.contract import Log, ModelSpec
-from services.classic.training import SEED, TEST_SIZE, fingerprint, reusable, store_name
+from services.classic.training import SEED, TEST_SIZE, Trained, fingerprint, store_name, train_once
 
 WEIGHTS_FILE = "cnn.pt"
 SIDE, LEVELS = 8, 16.0
@@ -102,23 +101,23 @@ class DigitsClassifier:
 
     @classmethod
     def ensure_trained(cls, settings: Any, force: bool, log: Log) -> Any:
-        import bentoml
         import sklearn
         import torch
 
-        tag = f"{store_name(settings.classic.digits_model)}:{fingerprint(PARAMS, SEED, torch.__version__, sklearn.__version__)}"
-        if (found := reusable("digits", tag, force, log)) is not None:
-            return found
-        started = time.perf_counter()
-        log("[digits] training a CNN on load_digits")
-        model, accuracy, rows = fit(log)
-        log(f"[digits] held-out accuracy {accuracy:.3f}")
-        metadata = {"accuracy": accuracy, "source": SOURCE, "class_names": model.class_names, "train_rows": rows,
-                    "test_size": TEST_SIZE, "seed": SEED, "params": PARAMS}  # fmt: skip
-        with bentoml.models.create(tag, metadata=metadata) as stored:
-            torch.save(model.net.cpu().state_dict(), stored.path_of(WEIGHTS_FILE))
-        log(f"[digits] saved {tag} in {time.perf_counter() - started:.1f} s")
-        return bentoml.models.get(tag)
+        def train() -> Trained:
+            log("[digits] training a CNN on load_digits")
+            model, accuracy, rows = fit(log)
+            log(f"[digits] held-out accuracy {accuracy:.3f}")
+            metadata = {"accuracy": accuracy, "source": SOURCE, "class_names": model.class_names,
+                        "train_rows": rows, "test_size": TEST_SIZE, "seed": SEED, "params": PARAMS}  # fmt: skip
+            return metadata, lambda stored: torch.save(
+                model.net.cpu().state_dict(), stored.path_of(WEIGHTS_FILE)
+            )
+
+        version = fingerprint(PARAMS, SEED, torch.__version__, sklearn.__version__)
+        return train_once(
+            "digits", f"{store_name(settings.classic.digits_model)}:{version}", force, log, train
+        )
 
 
 def fit(log: Log = print) -> tuple[DigitsClassifier, float, int]:

@@ -8,14 +8,13 @@ a DMatrix: the cheapest call per batch.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from services.classic.contract import Log, ModelSpec
-from services.classic.training import SEED, TEST_SIZE, fingerprint, reusable, store_name
+from services.classic.training import SEED, TEST_SIZE, Trained, fingerprint, store_name, train_once
 
 BOOSTER_FILE = "booster.ubj"
 PARAMS: dict[str, Any] = {
@@ -103,25 +102,24 @@ class TabularClassifier:
 
     @classmethod
     def ensure_trained(cls, settings: Any, force: bool, log: Log) -> Any:
-        import bentoml
         import sklearn
         import xgboost as xgb
 
-        tag = f"{store_name(settings.classic.tabular_model)}:{fingerprint(PARAMS, SEED, xgb.__version__, sklearn.__version__)}"
-        if (found := reusable("tabular", tag, force, log)) is not None:
-            return found
-        started = time.perf_counter()
-        log("[tabular] training XGBoost on load_breast_cancer")
-        model, accuracy, rows = fit()
-        log(f"[tabular] {model.n_features} features, held-out accuracy {accuracy:.3f}")
-        metadata = {
-            "accuracy": accuracy, "source": SOURCE, "class_names": model.class_names, "n_features": model.n_features,
-            "train_rows": rows, "test_size": TEST_SIZE, "seed": SEED, "params": PARAMS,
-        }  # fmt: skip
-        with bentoml.models.create(tag, metadata=metadata) as stored:
-            model.booster.save_model(stored.path_of(BOOSTER_FILE))
-        log(f"[tabular] saved {tag} in {time.perf_counter() - started:.1f} s")
-        return bentoml.models.get(tag)
+        def train() -> Trained:
+            log("[tabular] training XGBoost on load_breast_cancer")
+            model, accuracy, rows = fit()
+            log(f"[tabular] {model.n_features} features, held-out accuracy {accuracy:.3f}")
+            metadata = {
+                "accuracy": accuracy, "source": SOURCE, "class_names": model.class_names,
+                "n_features": model.n_features, "train_rows": rows, "test_size": TEST_SIZE, "seed": SEED,
+                "params": PARAMS,
+            }  # fmt: skip
+            return metadata, lambda stored: model.booster.save_model(stored.path_of(BOOSTER_FILE))
+
+        version = fingerprint(PARAMS, SEED, xgb.__version__, sklearn.__version__)
+        return train_once(
+            "tabular", f"{store_name(settings.classic.tabular_model)}:{version}", force, log, train
+        )
 
 
 def fit() -> tuple[TabularClassifier, float, int]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +21,7 @@ from pydantic import Field
 
 from services import metrics
 from services.classic.contract import Log, ModelSpec
-from services.classic.training import SEED, TEST_SIZE, fingerprint, reusable, sha256, store_name
+from services.classic.training import SEED, TEST_SIZE, Trained, fingerprint, sha256, store_name, train_once
 from services.wire import from_base64
 
 TEXT_FILE = "classifier.joblib"
@@ -101,7 +100,6 @@ class TextClassifier:
 
     @classmethod
     def ensure_trained(cls, settings: Any, force: bool, log: Log) -> Any:
-        import bentoml
         import joblib
         import sklearn
 
@@ -109,30 +107,29 @@ class TextClassifier:
 
         embedding_model = settings.embedding.model_id
         texts, labels = load_dataset(DATA_PATH)
-        version = fingerprint(sha256(DATA_PATH), PARAMS, SEED, embedding_model, sklearn.__version__)
-        tag = f"{store_name(settings.classic.text_model)}:{version}"
-        if (found := reusable("text", tag, force, log)) is not None:
-            return found
-        started = time.perf_counter()
-        log(f"[text] loading {embedding_model}")
-        from services.embedding.model import load_sentence_model  # imports torch: only when training
 
-        encoder = load_sentence_model(embedding_model)
-        chunks = []
-        for start in range(0, len(texts), 256):
-            chunks.append(encoder.encode(texts[start : start + 256], batch_size=64, convert_to_numpy=True))
-            log(f"[text] embedded {min(start + 256, len(texts))}/{len(texts)} texts")
-        model, accuracy = fit(np.concatenate(chunks).astype(np.float32), labels)
-        log(f"[text] {len(model.class_names)} classes, held-out accuracy {accuracy:.3f}")
-        metadata = {
-            "accuracy": accuracy, "source": SOURCE, "embedding_model": embedding_model, "normalized": False,
-            "class_names": model.class_names, "rows": len(texts), "test_size": TEST_SIZE, "seed": SEED,
-            "params": PARAMS,
-        }  # fmt: skip
-        with bentoml.models.create(tag, metadata=metadata) as stored:
-            joblib.dump(model.estimator, stored.path_of(TEXT_FILE))
-        log(f"[text] saved {tag} in {time.perf_counter() - started:.1f} s")
-        return bentoml.models.get(tag)
+        def train() -> Trained:
+            log(f"[text] loading {embedding_model}")
+            from services.embedding.model import load_sentence_model  # imports torch: only when training
+
+            encoder = load_sentence_model(embedding_model)
+            chunks = []
+            for start in range(0, len(texts), 256):
+                chunks.append(
+                    encoder.encode(texts[start : start + 256], batch_size=64, convert_to_numpy=True)
+                )
+                log(f"[text] embedded {min(start + 256, len(texts))}/{len(texts)} texts")
+            model, accuracy = fit(np.concatenate(chunks).astype(np.float32), labels)
+            log(f"[text] {len(model.class_names)} classes, held-out accuracy {accuracy:.3f}")
+            metadata = {
+                "accuracy": accuracy, "source": SOURCE, "embedding_model": embedding_model, "normalized": False,
+                "class_names": model.class_names, "rows": len(texts), "test_size": TEST_SIZE, "seed": SEED,
+                "params": PARAMS,
+            }  # fmt: skip
+            return metadata, lambda stored: joblib.dump(model.estimator, stored.path_of(TEXT_FILE))
+
+        version = fingerprint(sha256(DATA_PATH), PARAMS, SEED, embedding_model, sklearn.__version__)
+        return train_once("text", f"{store_name(settings.classic.text_model)}:{version}", force, log, train)
 
 
 def load_dataset(path: Path) -> tuple[list[str], list[str]]:

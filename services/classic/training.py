@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,24 @@ def reusable(kind: str, tag: str, force: bool, log: Log) -> Any:
     accuracy: float = found.info.metadata["accuracy"]  # type: ignore[assignment]
     log(f"[{kind}] {tag} is in the model store (accuracy {accuracy:.3f}); reusing it")
     return found
+
+
+# What a model's training returns: its metadata, and a function that writes its files into the store.
+Trained = tuple[dict[str, Any], Callable[[Any], None]]
+
+
+def train_once(kind: str, tag: str, force: bool, log: Log, train: Callable[[], Trained]) -> Any:
+    """The stored model ``tag``: reused when the store has it, else trained by ``train`` and stored."""
+    import bentoml
+
+    if (found := reusable(kind, tag, force, log)) is not None:
+        return found
+    started = time.perf_counter()
+    metadata, write_files = train()
+    with bentoml.models.create(tag, metadata=metadata) as stored:
+        write_files(stored)
+    log(f"[{kind}] saved {tag} in {time.perf_counter() - started:.1f} s")
+    return bentoml.models.get(tag)
 
 
 def store_name(tag_setting: str) -> str:

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.procs import BentoServer, metric_value
 from services.llm import compat
-from tests.conftest import TINY_LLM
+from tests.conftest import TINY_LLM, refs
 
 pytestmark = pytest.mark.integration
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -169,15 +169,6 @@ def test_public_metrics_are_one_valid_exposition_with_every_services_and_vllms_f
     services = {s.labels.get("service_name") for s in families["bentoml_service_request"].samples}
     assert {"inference_stack", "embedding_cache"} <= services
     assert metric_value(text, "vllm:request_success_total", finished_reason="length") is not None
-
-
-def refs(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        found = {value["$ref"]} if isinstance(value.get("$ref"), str) else set()
-        return found.union(*(refs(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(refs(v) for v in value))
-    return set()
 
 
 def test_docs_json_documents_the_typed_apis_and_every_relayed_route(gateway: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from services.gateway.openapi import ENGINE_TAG, merged_document
+from tests.conftest import refs
 
 BENTOML = {
     "openapi": "3.0.2",
@@ -52,15 +51,6 @@ ENGINE = {
         }
     },
 }
-
-
-def refs(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        found = {value["$ref"]} if isinstance(value.get("$ref"), str) else set()
-        return found.union(*(refs(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(refs(v) for v in value))
-    return set()
 
 
 def test_engine_routes_are_added_with_colliding_schemas_renamed() -> None:
