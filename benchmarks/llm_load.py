@@ -79,6 +79,13 @@ def random_prompts(
     return [tokenizer.decode(ids, skip_special_tokens=True) for ids in prompts]
 
 
+def zipf_sequence(distinct: Sequence[Any], count: int, exponent: float, seed: int) -> list[Any]:
+    """``count`` draws from ``distinct`` with Zipf popularity (the k-th most popular drawn in
+    proportion to 1/k**exponent): a few prompts asked again and again, a long tail asked once or twice."""
+    weights = [1 / (rank**exponent) for rank in range(1, len(distinct) + 1)]
+    return random.Random(seed).choices(list(distinct), weights=weights, k=count)
+
+
 # --- one request ---------------------------------------------------------------------------------
 @dataclass
 class RequestResult:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CpuMeter, format_table, run_metadata, wait_for_quiet
-from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve
+from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve, zipf_sequence
 from benchmarks.llm_plot import plot_comparison
 from benchmarks.llm_targets import (
     BentoTarget,
@@ -95,6 +95,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="another raw vLLM target with these LLMSettings changed, e.g. fp8:quantization=fp8")
     p.add_argument("--prefix-len", type=int, default=0,
                    help="tokens of one random prefix shared by every prompt (a system prompt)")
+    p.add_argument("--zipf-distinct", type=int, default=0,
+                   help="repeated-prompt traffic: each load draws its prompts from this many distinct ones "
+                   "with Zipf popularity (our client only; with temperature 0 the response cache answers repeats)")
+    p.add_argument("--zipf-exponent", type=float, default=1.0)
     p.add_argument("--roofline", action="store_true",
                    help="GPU: measure copy bandwidth first; batch-1 TPOT of each target vs weights/bandwidth")
     p.add_argument("--seed", type=int, default=0)
@@ -106,6 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if bad := set(args.targets.split(",")) - {"raw", "gateway", "llm"}:
         p.error(f"--targets: unknown {sorted(bad)}; use raw, gateway, llm")
+    if args.zipf_distinct and args.client != "ours":
+        p.error("--zipf-distinct needs --client ours (vllm bench serve draws its own prompts)")
     if bad := [v for v in args.variant if ":" not in v or "=" not in v]:
         p.error(f"--variant wants NAME:FIELD=VALUE[,FIELD=VALUE], got {bad}")
     for flag in ("engine_env", "bento_env"):
@@ -145,6 +151,16 @@ def variants(
         overrides = {k: _value(v) for k, _, v in (c.partition("=") for c in changes.split(","))}
         out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides), overrides)
     return out
+
+
+def load_prompts(args: argparse.Namespace, model_dir: Path, load: Load, seed: int) -> list[Any]:
+    """The prompts of one load: all distinct, or Zipf draws from ``--zipf-distinct`` distinct ones
+    (each load its own set, so one load's answers are never another's cache hits)."""
+    count = args.zipf_distinct or load.num_prompts
+    distinct = random_prompts(model_dir, count, args.input_len, seed, args.prompt_kind, args.prefix_len)
+    if not args.zipf_distinct:
+        return distinct
+    return zipf_sequence(distinct, load.num_prompts, args.zipf_exponent, seed)
 
 
 def build_loads(args: argparse.Namespace) -> list[Load]:
@@ -231,6 +247,7 @@ def _cpu_per_token(runs: list[dict[str, Any]], summary: dict[str, Any]) -> dict[
 def _versus_raw(raw: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     return {
         "output_throughput_ratio": ours["output_throughput"] / raw["output_throughput"],
+        "requests_per_s_ratio": ours["request_throughput"] / raw["request_throughput"],
         **{f"{m}_p50_delta_ms": ours[f"median_{m}_ms"] - raw[f"median_{m}_ms"] for m in ("ttft", "tpot", "itl")},
         "server_cpu_per_token_ratio": ours["server_cpu_ms_per_output_token"]
         / max(raw["server_cpu_ms_per_output_token"], 1e-9),
@@ -274,11 +291,13 @@ def ratios(results: dict[str, dict[str, Any]], loads: list[Load], variants: froz
     return out
 
 
-def _cache_note(settings: LLMSettings, temperature: float) -> str:
+def _cache_note(settings: LLMSettings, temperature: float, zipf: bool) -> str:
     if not settings.response_cache:
         return "disabled in the Bento (response_cache=false)"
     if temperature > 0:
         return "bypassed: temperature > 0 and no seed make every request non-cacheable (counted as bypass)"
+    if zipf:
+        return "repeated prompts (Zipf): hits once stored, coalesced while their first generation runs"
     return "looked up and stored on every request, never hit (prompts are unique)"
 
 
@@ -315,12 +334,15 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "output_len": args.output_len,
             "prompt_kind": args.prompt_kind,
             "temperature": args.temperature,
-            "response_cache": _cache_note(settings, args.temperature),
+            "response_cache": _cache_note(settings, args.temperature, bool(args.zipf_distinct)),
             "prefix_len": args.prefix_len,
             "prefix_cache": f"every prompt starts with the same {args.prefix_len} tokens, then differs"
             if args.prefix_len
             else "no hits: every prompt differs from all others in its first 16-token block",
             "variants": {name: changes for name, (_, changes) in variants(args, settings).items()},
+            "zipf": {"distinct_prompts": args.zipf_distinct, "exponent": args.zipf_exponent}
+            if args.zipf_distinct
+            else None,
             "warmup_prompts": args.warmup_prompts,
             "repeats": args.repeats,
             "loads": [x.to_json() for x in loads],
@@ -368,8 +390,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     model = served_model_name(settings)
     loads = build_loads(args)
-    prompts = {f"{x.name}#{r}": random_prompts(model_dir, x.num_prompts, args.input_len, x.seed + 7919 * r,
-                                               args.prompt_kind, args.prefix_len)
+    prompts = {f"{x.name}#{r}": load_prompts(args, model_dir, x, x.seed + 7919 * r)
                for x in loads for r in range(args.repeats)}  # fmt: skip
     engine_env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # BentoServer sets both too
     engine_env |= dict(e.split("=", 1) for e in args.engine_env)

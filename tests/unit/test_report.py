@@ -31,6 +31,8 @@ def test_claims_are_judged_from_the_measured_ratio() -> None:
     assert "1.43x" in fp8 and fp8.endswith("| no |")  # measured below the claimed 1.8x
     assert "not measured in a committed run" in row(report, "Prefix caching")
     assert "not measured here yet" in row(report, "Continuous batching")
+    zipf = row(report, "Zipf-popular")
+    assert "3.40x requests/s" in zipf and zipf.endswith("| yes |")  # >= 3x and TTFT p50 lower
 
 
 def test_overhead_roofline_and_soak_rows() -> None:
@@ -39,6 +41,7 @@ def test_overhead_roofline_and_soak_rows() -> None:
     roof = row(report, "llm_techniques_h200.json", "16.06 GB")
     assert ("4.30 TB/s" in roof and "3.73" in roof and "**1.28x**" in roof) or "**1.29x**" in roof
     assert "56,486" in row(report, "soak_cpu.json")
+    assert "**3.40x**" in row(report, "llm_zipf_h200.json", "120 distinct")
 
 
 def test_the_command_writes_the_report_and_skips_what_is_not_a_result(tmp_path: Path) -> None:
