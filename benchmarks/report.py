@@ -94,6 +94,8 @@ def overhead_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     rows, commands = [], []
     for name, data in _llm(results):
         raw = data["results"].get("raw")
+        if (data.get("load") or {}).get("zipf"):
+            continue  # repeated prompts measure the caches, not the overhead (section 2b)
         for target in (t for t in BENTO_TARGETS if t in data["results"] and raw):
             for load, ratio in target_ratios(data, target).items():
                 if load == "targets":
