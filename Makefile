@@ -62,7 +62,7 @@ bench-embedding: setup
 	$(PY) -m benchmarks.embedding_cache
 
 # --- classic-ML service (issue 3) -------------------------------------------------------------
-.PHONY: models-classic serve-classic bench-classic
+.PHONY: models-classic serve-classic bench-classic peers bench-classic-peers
 
 # Trains only what the model store lacks (a second run reuses both models in seconds).
 models-classic: setup
@@ -73,3 +73,15 @@ serve-classic: models-classic
 
 bench-classic: models-classic
 	$(PY) -m benchmarks.classic_batching
+
+# Peers for the benchmarks, each in its own environment (their pins clash with the project's).
+PEERS := .venv-peers
+peers: $(PEERS)/.installed
+$(PEERS)/.installed:
+	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q -U pip
+	$(PEERS)/bin/python -m pip install -q "litserve==0.2.19" "xgboost>=2.0" numpy
+	touch $@
+
+bench-classic-peers: models-classic peers
+	$(PY) -m benchmarks.classic_batching --litserve-python $(PEERS)/bin/python --name classic_vs_litserve

@@ -19,6 +19,10 @@ rows (HTTP 200) only; 503s are reported as the shed fraction. Writes
 ``benchmarks/results/classic_batching.{json,png}``.
 
 Target (issue 3): at concurrency 64, batched >= 5x unbatched rows/s, with p99 under ``max_latency_ms``.
+
+``--litserve-python .venv-peers/bin/python`` (``make peers``) adds LitServe serving the same stored
+booster file (batched: 64 rows / 10 ms, and unbatched) for the tabular model, in the same run, with the
+same client and rows, and records ``litserve_ratio`` (our batched rows/s over LitServe's better mode).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from benchmarks.common import (
     wait_for_quiet,
     write_result,
 )
+from benchmarks.peers import PeerServer, litserve_tabular
 from models.train_classic import ensure_models, load_text_dataset
 from scripts.procs import BentoServer, metric_value
 from services.settings import load_settings
@@ -121,22 +126,23 @@ def batch_sizes(server: BentoServer) -> dict[str, tuple[float, float]]:
 
 
 def measure(
-    server: BentoServer, workload: Workload, model: str, concurrency: int, duration_s: float
+    server: BentoServer | PeerServer, workload: Workload, model: str, concurrency: int, duration_s: float
 ) -> dict[str, Any]:
     """One cell: warm the dispatcher up, then a timed closed loop; rows/s, latency, shed, batch size."""
-    api = APIS[model]
+    peer = isinstance(server, PeerServer)
+    api = server.api_path.lstrip("/") if isinstance(server, PeerServer) else APIS[model]
 
     async def run() -> tuple[float, list[float], Counter[int]]:
         connector = aiohttp.TCPConnector(limit=concurrency)
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(server.url, connector=connector, timeout=timeout) as session:
             await timed_loop(session, api, lambda: workload.body(model), concurrency, min(2.0, duration_s))
-            before = batch_sizes(server)[model]
+            before = (0.0, 0.0) if peer else batch_sizes(server)[model]
             with CpuMeter([server.proc.pid] if server.proc else []) as meter:
                 outcome = await timed_loop(
                     session, api, lambda: workload.body(model), concurrency, duration_s
                 )
-            after = batch_sizes(server)[model]
+            after = (0.0, 0.0) if peer else batch_sizes(server)[model]
             cell["cpu"] = meter.to_json()
             calls = after[1] - before[1]
             cell["mean_batch_rows"] = round((after[0] - before[0]) / calls, 2) if calls else None
@@ -168,7 +174,11 @@ def serve(name: str, workdir: Path, models: dict, env: dict[str, str]) -> BentoS
 
 
 def quietest(
-    server: BentoServer, workload: Workload, model: str, concurrency: int, args: argparse.Namespace
+    server: BentoServer | PeerServer,
+    workload: Workload,
+    model: str,
+    concurrency: int,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """The cell measured with the least CPU taken by other jobs, in at most ``args.attempts`` tries
     (stopping at the first quiet one): this machine is shared, and a busy neighbour halves a rate."""
@@ -231,6 +241,49 @@ def run_sweep(tabular_ms: int, text_ms: int, args: argparse.Namespace, ctx: dict
     return cells
 
 
+def run_litserve(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
+    """LitServe, batched and not, on the tabular model's stored booster file: same client, same rows."""
+    from services.classic.tabular import BOOSTER_FILE
+
+    booster = ctx["models"]["tabular"].path_of(BOOSTER_FILE)
+    cells = []
+    for batching in (True, False):
+        server = litserve_tabular(
+            args.litserve_python, booster, batching, ctx["workdir"] / f"litserve-{batching}.log"
+        )
+        server.start()
+        try:
+            for concurrency in args.concurrency:
+                cell = {
+                    "config": server.name,
+                    **quietest(server, ctx["workload"], "tabular", concurrency, args),
+                }
+                report(cell)
+                cells.append(cell)
+        finally:
+            server.stop()
+    return cells
+
+
+def versus_litserve(cells: list[dict]) -> dict[str, Any]:
+    """Per concurrency: our batched rows/s and p99 against LitServe's better mode there."""
+    out: dict[str, Any] = {}
+    for concurrency in sorted({c["concurrency"] for c in cells}):
+        at = {c["config"]: c for c in cells if c["model"] == "tabular" and c["concurrency"] == concurrency}
+        peers = [at[k] for k in ("litserve-on", "litserve-off") if k in at]
+        if "on" not in at or not peers:
+            continue
+        best = max(peers, key=lambda c: c["rows_per_s"])
+        ours = at["on"]
+        out[f"concurrency={concurrency}"] = {
+            "ours_rows_per_s": ours["rows_per_s"], "litserve_rows_per_s": best["rows_per_s"],
+            "litserve_mode": best["config"], "litserve_ratio": round(ours["rows_per_s"] / best["rows_per_s"], 3),
+            "ours_p99_ms": (ours["latency_ms"] or {}).get("p99"), "litserve_p99_ms": (best["latency_ms"] or {}).get("p99"),
+            "ours_503": ours["statuses"].get("503", 0),
+        }  # fmt: skip
+    return out
+
+
 def summarize(cells: list[dict], bounds: dict[str, int]) -> dict[str, Any]:
     """Per model at the highest concurrency: speedup of on over off, and on's p99 against its bound."""
     top = max(c["concurrency"] for c in cells)
@@ -267,6 +320,9 @@ def main() -> None:
         help="settings for every server, e.g. INFSTACK_EMBEDDING__DEVICE=cuda (recorded)",
     )
     parser.add_argument("--name", default=NAME, help="result file name under benchmarks/results/")
+    parser.add_argument(
+        "--litserve-python", help="python of LitServe's environment (make peers): add it as a peer"
+    )
     args = parser.parse_args()
     extra_env = dict(e.split("=", 1) for e in args.env)
     with mock.patch.dict(os.environ, extra_env):  # what the servers run with, recorded as such
@@ -277,11 +333,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
         ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env}
         cells = run_on_off(args, ctx)
+        if args.litserve_python:
+            cells += run_litserve(args, ctx)
         sweep = [{**c, "max_latency_ms": bounds[c["model"]]} for c in cells
                  if c["config"] == "on" and c["concurrency"] == max(args.concurrency)]  # fmt: skip
         for tabular_ms, text_ms in zip(args.sweep_tabular_ms, args.sweep_text_ms, strict=True):
             sweep += run_sweep(tabular_ms, text_ms, args, ctx)
-    summary = summarize(cells, bounds)
+    summary = summarize([c for c in cells if c["config"] in ("on", "off")], bounds)
+    if args.litserve_python:
+        summary["versus_litserve"] = versus_litserve(cells)
     result = {
         **run_metadata(NAME, PACKAGES),
         "flags": vars(args),

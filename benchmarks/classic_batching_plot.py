@@ -16,12 +16,19 @@ def plot(path: Path, cells: list[dict], sweep: list[dict], bounds: dict[str, int
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     colors = {"tabular": "tab:blue", "text": "tab:orange"}
     for model in APIS:
-        for config, style in (("on", "-o"), ("off", "--s")):
+        for config, style in (("on", "-o"), ("off", "--s"), ("litserve-on", "-^"), ("litserve-off", ":v")):
             own = [c for c in cells if c["model"] == model and c["config"] == config]
+            if not own:
+                continue
             xs = [c["concurrency"] for c in own]
-            label = f"{model}, batching {config}"
-            axes[0].plot(xs, [c["rows_per_s"] for c in own], style, color=colors[model], label=label)
-            axes[1].plot(xs, [c["latency_ms"]["p99"] for c in own], style, color=colors[model], label=label)
+            label = (
+                f"{model}, LitServe batching {config[9:]}"
+                if config.startswith("litserve")
+                else f"{model}, batching {config}"
+            )
+            color = "tab:green" if config.startswith("litserve") else colors[model]
+            axes[0].plot(xs, [c["rows_per_s"] for c in own], style, color=color, label=label)
+            axes[1].plot(xs, [c["latency_ms"]["p99"] for c in own], style, color=color, label=label)
         axes[1].axhline(bounds[model], color=colors[model], linewidth=0.8, linestyle=":",
                         label=f"{model} max_latency_ms (on)")  # fmt: skip
         points = sorted((c for c in sweep if c["model"] == model), key=lambda c: c["max_latency_ms"])
