@@ -249,6 +249,25 @@ def classic_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             *table(head, rows), ""]  # fmt: skip
 
 
+def peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Ours vs a dedicated peer serving the same model, same client, same run (``litserve_ratio``)."""
+    rows = []
+    for name, data in results:
+        versus = (
+            (data.get("summary") or {}).get("versus_litserve")
+            if data["benchmark"] == "classic_batching"
+            else None
+        )
+        for load, v in (versus or {}).items():
+            rows.append([f"`{name}`", machine(data), "tabular", load, _num(v["ours_rows_per_s"]),
+                         f"{_num(v['litserve_rows_per_s'])} ({v['litserve_mode']})", f"**{v['litserve_ratio']:.2f}x**",
+                         f"{_num(v['ours_p99_ms'])} / {_num(v['litserve_p99_ms'])}", str(v["ours_503"])])  # fmt: skip
+    head = ["file", "machine", "model", "load", "ours rows/s (batched)", "LitServe rows/s (better mode)",
+            "litserve_ratio", "p99 ms ours / LitServe", "our 503s"]  # fmt: skip
+    return ["## 4b. Classic ML vs LitServe, same booster file (`make bench-classic-peers`)", "",
+            *table(head, rows), ""]  # fmt: skip
+
+
 def embedding_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     rows = []
     for name, data in results:
@@ -294,6 +313,7 @@ def build(directory: Path) -> str:
         *zipf_section(results),
         *roofline_section(results),
         *classic_section(results),
+        *peers_section(results),
         *embedding_section(results),
         *soak_section(results),
     ]
