@@ -18,14 +18,23 @@ MODEL_HEADER = "x-infstack-model"  # the model-store tag that produced a classic
 RETRY_AFTER_S = "1"
 
 
+def retry_headers(status: int) -> dict[str, str] | None:
+    """``Retry-After`` on a 5xx (the condition is expected to pass), nothing on a 4xx."""
+    return {"Retry-After": RETRY_AFTER_S} if status >= 500 else None
+
+
 def openai_error(
     message: str, status: int, kind: str = "ServiceUnavailableError", param: str | None = None
 ) -> JSONResponse:
-    """An error body in the shape OpenAI and vLLM's server use, so clients parse ours and theirs alike.
-    5xx answers carry ``Retry-After``: the condition is expected to pass."""
+    """An error body in the shape OpenAI and vLLM's server use, so clients parse ours and theirs alike."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    headers = {"Retry-After": RETRY_AFTER_S} if status >= 500 else None
-    return JSONResponse(body, status, headers)
+    return JSONResponse(body, status, retry_headers(status))
+
+
+def invalid_json(exc: ValueError) -> JSONResponse:
+    """OpenAI's 400 for a JSON body that does not parse (vLLM's server answers FastAPI's ``{"detail"}``,
+    which neither its own document nor OpenAI's clients expect)."""
+    return openai_error(f"the request body is not valid JSON: {exc}", 400, "BadRequestError")
 
 
 def dependency_failed(dependency: str) -> JSONResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import cast
 
 import bentoml
 import numpy as np
@@ -85,11 +86,12 @@ class EmbeddingCache:
         vectors, hits = await self.embed_texts(texts)
         if normalize:
             vectors = normalized(vectors)
-        embeddings: list[list[float] | str] = [
-            *(to_base64(vectors) if encoding_format == "base64" else vectors.tolist())
-        ]
+        embeddings = to_base64(vectors) if encoding_format == "base64" else vectors.tolist()
         return EmbedResponse(
-            model=self.model_id, dimension=self.dimension, embeddings=embeddings, cache_hits=hits
+            model=self.model_id,
+            dimension=self.dimension,
+            embeddings=cast(list[list[float] | str], embeddings),  # a list is invariant: no copy to widen it
+            cache_hits=hits,
         )
 
     @bentoml.api

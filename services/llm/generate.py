@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from services.llm.backends import LLMBackend
 from services.llm.proxy import EngineRequestError, EngineUnavailable
 from services.llm.schemas import MaxTokens, Prompt, Temperature, TopP, generate_params
-from services.wire import RETRY_AFTER_S
+from services.wire import retry_headers
 
 
 class ServesLLM(Protocol):
@@ -54,8 +54,7 @@ async def started(pieces: AsyncIterator[str]) -> AsyncGenerator[str, None]:
 
 def _error(message: str, status: int) -> AsyncGenerator[str, None]:
     """BentoML's error body, ``{"error": message}``; 5xx with ``Retry-After``."""
-    headers = {"Retry-After": RETRY_AFTER_S} if status >= 500 else None
-    return cast(AsyncGenerator[str, None], JSONResponse({"error": message}, status, headers))
+    return cast(AsyncGenerator[str, None], JSONResponse({"error": message}, status, retry_headers(status)))
 
 
 async def _prepend(first: str | None, rest: AsyncIterator[str]) -> AsyncGenerator[str, None]:

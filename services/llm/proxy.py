@@ -33,7 +33,7 @@ from services.relay import (
     respond,
     response_headers,
 )
-from services.wire import CACHE_HEADER, openai_error
+from services.wire import CACHE_HEADER, invalid_json, openai_error
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,10 @@ class EngineProxy:
         """Answer from the cache, or start the request in vLLM and relay its reply. ``arrived`` (a
         ``perf_counter`` time) is when the request reached this layer, for the overhead histogram."""
         arrived = time.perf_counter() if arrived is None else arrived
+        payload = _json_object(body, headers)
         pending = None
         cache = self.cache
         if cache is not None:
-            payload = _json_object(body)
             key = response_key(route, payload) if payload is not None else None
             if key is None:
                 cache.bypass()
@@ -216,6 +216,8 @@ class EngineProxy:
             )
         except EngineUnavailable as exc:
             return openai_error(str(exc), 503)
+        except InvalidJSON as exc:
+            return invalid_json(exc)
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
         return await respond(reply.status, headers, reply.content_type, reply.chunks, self.engine.name)
 
@@ -262,11 +264,18 @@ def _cached_reply(is_stream: bool, stored: bytes, how: str) -> Reply:
     return Reply(200, list(_JSON_HEADERS), _once(stored), how)
 
 
-def _json_object(body: bytes) -> dict[str, Any] | None:
+class InvalidJSON(ValueError):
+    """A body declared JSON that does not parse: answered here with OpenAI's 400 (services/wire.py)."""
+
+
+def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The request's JSON object (the cache key's input), or None for anything else vLLM should judge."""
     try:
         value = json.loads(body)
-    except ValueError:
-        return None  # vLLM answers malformed JSON with its own 400
+    except ValueError as exc:
+        if any(k.lower() == "content-type" and "json" in v for k, v in headers):
+            raise InvalidJSON(str(exc)) from exc
+        return None
     return value if isinstance(value, dict) else None
 
 

@@ -19,7 +19,7 @@ from starlette.types import Scope
 
 from services.bentoml_adapter import is_bentoml_ui_path
 from services.llm.backends import GENERATION_ROUTES, LLMBackend
-from services.wire import openai_error
+from services.wire import invalid_json
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # HEAD comes with GET
 # vLLM routes that steer the engine rather than ask it something: scaling expert parallelism, and the
@@ -48,21 +48,21 @@ class RelayRoute(Route):
 
 
 async def not_json(request: Request) -> Response | None:
-    """A 400 in OpenAI's error shape for a JSON POST whose body does not parse. vLLM's server answers
-    it with FastAPI's ``{"detail": ...}``, which neither its own document nor OpenAI's clients expect."""
+    """A 400 in OpenAI's error shape for a JSON POST whose body does not parse (the generation routes
+    find out in the engine proxy, which parses their body anyway)."""
     if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
         return None
     try:
         json.loads(await request.body())
     except ValueError as exc:
-        return openai_error(f"the request body is not valid JSON: {exc}", 400, "BadRequestError")
+        return invalid_json(exc)
     return None
 
 
 def llm_routes(get_backend: Callable[[], LLMBackend]) -> list[BaseRoute]:
     def generation(route: str) -> Handler:
         async def handler(request: Request) -> Response:
-            return await not_json(request) or await get_backend().generation(route, request)
+            return await get_backend().generation(route, request)
 
         return handler
 
