@@ -130,7 +130,7 @@ def measure(
 ) -> dict[str, Any]:
     """One cell: warm the dispatcher up, then a timed closed loop; rows/s, latency, shed, batch size."""
     peer = isinstance(server, PeerServer)
-    api = server.api_path.lstrip("/") if isinstance(server, PeerServer) else APIS[model]
+    api = server.api_path.lstrip("/") if peer else APIS[model]
 
     async def run() -> tuple[float, list[float], Counter[int]]:
         connector = aiohttp.TCPConnector(limit=concurrency)

@@ -317,7 +317,8 @@ def table(results: dict[str, dict[str, Any]], loads: list[Load]) -> str:
 
 
 def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[str, str], commands: dict[str, Any],
-            results: dict[str, dict[str, Any]], loads: list[Load], started: float) -> dict[str, Any]:  # fmt: skip
+            results: dict[str, dict[str, Any]], loads: list[Load], started: float,
+            variant_changes: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     return run_metadata("llm_serving", PACKAGES) | {
         "argv": ["python", "-m", "benchmarks.llm_serving", *(sys.argv[1:])],
         "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
@@ -339,7 +340,7 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "prefix_cache": f"every prompt starts with the same {args.prefix_len} tokens, then differs"
             if args.prefix_len
             else "no hits: every prompt differs from all others in its first 16-token block",
-            "variants": {name: changes for name, (_, changes) in variants(args, settings).items()},
+            "variants": variant_changes,
             "zipf": {"distinct_prompts": args.zipf_distinct, "exponent": args.zipf_exponent}
             if args.zipf_distinct
             else None,
@@ -348,7 +349,7 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "loads": [x.to_json() for x in loads],
         },
         "results": results,
-        "ratios": ratios(results, loads, frozenset(variants(args, settings))),
+        "ratios": ratios(results, loads, frozenset(variant_changes)),
         "runtime_s": round(time.monotonic() - started, 1),
     }
 
@@ -404,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     bandwidth = copy_bandwidth_bytes_per_s() if args.roofline else None
     floor = decode_floor(model_dir, settings, bandwidth) if bandwidth else None
     extra = variants(args, settings)
+    changes = {name: overrides for name, (_, overrides) in extra.items()}
     failed_variants: dict[str, str] = {}
     for name in [*args.targets.split(","), *extra]:
         print(f"== {name}: starting", flush=True)
@@ -434,7 +436,7 @@ def main(argv: list[str] | None = None) -> None:
         finally:
             target.stop()
             engine_logs[name] = engine_facts(target.log_path)
-        report = _report(args, settings, engine_env, commands, results, loads, started) | {
+        report = _report(args, settings, engine_env, commands, results, loads, started, changes) | {
             "engine_log": engine_logs,
             "roofline": roofline(floor, results, extra, model_dir),
         }
