@@ -50,11 +50,18 @@ def _vocab(model_dir: Path) -> tuple[int, set[int]]:
 
 
 def random_prompts(
-    model_dir: Path, count: int, input_len: int, seed: int, kind: str = "ids", prefix_len: int = 0
+    model_dir: Path,
+    count: int,
+    input_len: int,
+    seed: int,
+    kind: str = "ids",
+    prefix_len: int = 0,
+    prefix_count: int = 1,
 ) -> list[list[int] | str]:
     """``count`` prompts of ``input_len`` random non-special token ids, unique in their first block;
     with ``prefix_len``, all start with the same ``prefix_len`` random ids (a shared system prompt, as
-    ``vllm bench serve --random-prefix-len`` builds it) and are unique in the first block after it.
+    ``vllm bench serve --random-prefix-len`` builds it) and are unique in the first block after it;
+    with ``prefix_count`` > 1, each starts with one of that many prefixes, drawn uniformly (tenants).
 
     kind "ids" sends the ids (exact length, no tokenizer round trip); "text" sends their decoded text
     (what a real client sends; its length after re-tokenization is whatever the usage chunk reports).
@@ -62,7 +69,8 @@ def random_prompts(
     vocab_size, special = _vocab(model_dir)
     pool = [i for i in range(vocab_size) if i not in special]
     rng = random.Random(seed)
-    prefix = rng.choices(pool, k=prefix_len)
+    prefixes = [rng.choices(pool, k=prefix_len) for _ in range(prefix_count)]
+    tenant = random.Random(seed + 1)  # its own stream: one prefix gives the same prompts as before
     prompts: list[list[int]] = []
     seen: set[tuple[int, ...]] = set()
     while len(prompts) < count:
@@ -70,7 +78,7 @@ def random_prompts(
         head = tuple(ids[:UNIQUE_PREFIX_TOKENS])
         if head not in seen:  # practically never taken twice; checked so the claim always holds
             seen.add(head)
-            prompts.append(prefix + ids)
+            prompts.append(prefixes[tenant.randrange(prefix_count)] + ids)
     if kind == "ids":
         return list(prompts)
     from tokenizers import Tokenizer  # only for text prompts; transformers brings it everywhere

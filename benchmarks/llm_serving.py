@@ -93,8 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma list of raw, gateway (the whole Bento), llm (the LLM service alone)")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
                    help="another raw vLLM target with these LLMSettings changed, e.g. fp8:quantization=fp8")
+    p.add_argument("--bento-variant", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
+                   help="another whole-Bento target with these LLMSettings changed, e.g. tp2:tensor_parallel_size=2")
+    p.add_argument("--baseline", default="raw", help="the target every other one is compared with")
     p.add_argument("--prefix-len", type=int, default=0,
                    help="tokens of one random prefix shared by every prompt (a system prompt)")
+    p.add_argument("--prefix-count", type=int, default=1,
+                   help="distinct shared prefixes (tenants' system prompts); each prompt starts with a random one")
     p.add_argument("--zipf-distinct", type=int, default=0,
                    help="repeated-prompt traffic: each load draws its prompts from this many distinct ones "
                    "with Zipf popularity (our client only; with temperature 0 the response cache answers repeats)")
@@ -108,11 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/llm_serving.json"))
     # fmt: on
     args = p.parse_args(argv)
-    if bad := set(args.targets.split(",")) - {"raw", "gateway", "llm"}:
+    if bad := set(filter(None, args.targets.split(","))) - {"raw", "gateway", "llm"}:
         p.error(f"--targets: unknown {sorted(bad)}; use raw, gateway, llm")
     if args.zipf_distinct and args.client != "ours":
         p.error("--zipf-distinct needs --client ours (vllm bench serve draws its own prompts)")
-    if bad := [v for v in args.variant if ":" not in v or "=" not in v]:
+    if args.prefix_count > 1 and args.client != "ours":
+        p.error("--prefix-count needs --client ours (vllm bench serve builds one shared prefix)")
+    if bad := [v for v in args.variant + args.bento_variant if ":" not in v or "=" not in v]:
         p.error(f"--variant wants NAME:FIELD=VALUE[,FIELD=VALUE], got {bad}")
     for flag in ("engine_env", "bento_env"):
         if bad := [e for e in getattr(args, flag) if "=" not in e]:
@@ -141,12 +148,10 @@ def build_settings(args: argparse.Namespace, workdir: Path) -> LLMSettings:
     return LLMSettings.model_validate(load_settings().llm.model_dump() | overrides)
 
 
-def variants(
-    args: argparse.Namespace, settings: LLMSettings
-) -> dict[str, tuple[LLMSettings, dict[str, Any]]]:
-    """``--variant`` targets: name -> (the run's settings with the changes, the changes)."""
+def variants(specs: list[str], settings: LLMSettings) -> dict[str, tuple[LLMSettings, dict[str, Any]]]:
+    """``--variant`` or ``--bento-variant`` targets: name -> (the run's settings with the changes, the changes)."""
     out = {}
-    for spec in args.variant:
+    for spec in specs:
         name, _, changes = spec.partition(":")
         overrides = {k: _value(v) for k, _, v in (c.partition("=") for c in changes.split(","))}
         out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides), overrides)
@@ -157,7 +162,8 @@ def load_prompts(args: argparse.Namespace, model_dir: Path, load: Load, seed: in
     """The prompts of one load: all distinct, or Zipf draws from ``--zipf-distinct`` distinct ones
     (each load its own set, so one load's answers are never another's cache hits)."""
     count = args.zipf_distinct or load.num_prompts
-    distinct = random_prompts(model_dir, count, args.input_len, seed, args.prompt_kind, args.prefix_len)
+    distinct = random_prompts(model_dir, count, args.input_len, seed, args.prompt_kind, args.prefix_len,
+                              args.prefix_count)  # fmt: skip
     if not args.zipf_distinct:
         return distinct
     return zipf_sequence(distinct, load.num_prompts, args.zipf_exponent, seed)
@@ -187,7 +193,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
     prefix cache never hits) and pool the requests of the repeats into one summary. Each repeat records
     the CPU that other jobs used meanwhile: on a shared machine that is what makes a number doubtful."""
     warm = random_prompts(model_dir, args.warmup_prompts, args.input_len, args.seed + 999, args.prompt_kind,
-                          args.prefix_len)  # fmt: skip
+                          args.prefix_len, args.prefix_count)  # fmt: skip
     _run(run_load(target.url, model, warm, args.output_len, Load("warmup", len(warm)), args.temperature))
     results: dict[str, Any] = {}
     for load in loads:
@@ -278,16 +284,19 @@ def _targets(by_load: dict[str, dict[str, Any]], loads: list[Load], kind: str) -
     return out
 
 
-def ratios(results: dict[str, dict[str, Any]], loads: list[Load], variants: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
-    """Each target relative to raw, per load (output throughput ratio, p50 latency deltas in ms), and
-    for the Bento's targets the issue's targets (a --variant is a technique, not an overhead)."""
-    if "raw" not in results:
+def ratios(results: dict[str, dict[str, Any]], loads: list[Load], variants: frozenset[str] = frozenset(),
+           baseline: str = "raw") -> dict[str, Any]:  # fmt: skip
+    """Each target relative to the baseline (raw vLLM unless ``--baseline``), per load (output throughput
+    ratio, p50 latency deltas in ms), and for the Bento's targets vs raw the issue's overhead targets (a
+    variant is a technique, not an overhead)."""
+    if baseline not in results:
         return {}
     kind = "cpu" if compat.is_cpu_build() else "gpu"
     out: dict[str, Any] = {}
-    for name in (t for t in results if t != "raw"):
-        by_load = {x.name: _versus_raw(results["raw"][x.name], results[name][x.name]) for x in loads}
-        out[name] = by_load if name in variants else by_load | {"targets": _targets(by_load, loads, kind)}
+    for name in (t for t in results if t != baseline):
+        by_load = {x.name: _versus_raw(results[baseline][x.name], results[name][x.name]) for x in loads}
+        overhead = baseline == "raw" and name not in variants
+        out[name] = by_load | {"targets": _targets(by_load, loads, kind)} if overhead else by_load
     return out
 
 
@@ -337,7 +346,11 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "temperature": args.temperature,
             "response_cache": _cache_note(settings, args.temperature, bool(args.zipf_distinct)),
             "prefix_len": args.prefix_len,
-            "prefix_cache": f"every prompt starts with the same {args.prefix_len} tokens, then differs"
+            "prefix_count": args.prefix_count,
+            "prefix_cache": f"every prompt starts with one of {args.prefix_count} shared {args.prefix_len}-token "
+            "prefixes (drawn uniformly), then differs"
+            if args.prefix_len and args.prefix_count > 1
+            else f"every prompt starts with the same {args.prefix_len} tokens, then differs"
             if args.prefix_len
             else "no hits: every prompt differs from all others in its first 16-token block",
             "variants": variant_changes,
@@ -349,7 +362,8 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "loads": [x.to_json() for x in loads],
         },
         "results": results,
-        "ratios": ratios(results, loads, frozenset(variant_changes)),
+        "baseline": args.baseline,
+        "ratios": ratios(results, loads, frozenset(variant_changes), args.baseline),
         "runtime_s": round(time.monotonic() - started, 1),
     }
 
@@ -398,16 +412,17 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, Any]] = {}
     commands: dict[str, Any] = {}
     engine_logs: dict[str, list[str]] = {}
-    if "gateway" in args.targets.split(","):  # the whole Bento serves the classic models too
+    extra = variants(args.variant, settings)
+    bento_extra = variants(args.bento_variant, settings)
+    if "gateway" in args.targets.split(",") or bento_extra:  # the whole Bento serves the classic models too
         from models.train_classic import ensure_models
 
         ensure_models()
     bandwidth = copy_bandwidth_bytes_per_s() if args.roofline else None
     floor = decode_floor(model_dir, settings, bandwidth) if bandwidth else None
-    extra = variants(args, settings)
-    changes = {name: overrides for name, (_, overrides) in extra.items()}
+    changes = {name: overrides for name, (_, overrides) in (extra | bento_extra).items()}
     failed_variants: dict[str, str] = {}
-    for name in [*args.targets.split(","), *extra]:
+    for name in [*filter(None, args.targets.split(",")), *extra, *bento_extra]:
         print(f"== {name}: starting", flush=True)
         target: RawEngine | BentoTarget
         if name == "raw" or name in extra:
@@ -416,7 +431,12 @@ def main(argv: list[str] | None = None) -> None:
             commands[name] = target.command
         else:
             target = BentoTarget(
-                name, settings, engine_env, workdir, dict(e.split("=", 1) for e in args.bento_env)
+                name,
+                bento_extra[name][0] if name in bento_extra else settings,
+                engine_env,
+                workdir,
+                dict(e.split("=", 1) for e in args.bento_env),
+                service="llm" if name == "llm" else "gateway",
             )
             commands[name] = {"command": ["bentoml", "serve", target.server.target],
                                  "env": {k: v for k, v in target.env.items() if k.startswith("INFSTACK_")},
@@ -425,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             target.start(settings.engine_start_timeout_s)
         except RuntimeError as exc:
-            if name not in extra:
+            if name not in extra and name not in bento_extra:
                 raise
             failed_variants[name] = str(exc)[-2000:]  # e.g. a quantization this GPU cannot run: say so, go on
             print(f"   {name} did not start; skipped", flush=True)

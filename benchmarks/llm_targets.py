@@ -140,8 +140,9 @@ class BentoTarget:
         env: dict[str, str],
         workdir: Path,
         bento_env: dict[str, str] | None = None,
+        service: str | None = None,
     ) -> None:
-        self.name = name
+        self.name = name  # "gateway", "llm", or a --bento-variant of the gateway
         self.settings = settings.model_copy(update={"engine_port": procs.free_port()})
         self.env = {
             **env,
@@ -151,7 +152,7 @@ class BentoTarget:
             "INFSTACK_CACHE__BACKEND": "disk",
         }
         self.log_path = workdir / f"{name}.log"
-        self.server = procs.BentoServer(SERVICES[name], self.env, self.log_path)
+        self.server = procs.BentoServer(SERVICES[service or name], self.env, self.log_path)
         self.url = self.server.url
 
     def start(self, ready_timeout_s: float) -> BentoTarget:

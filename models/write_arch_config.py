@@ -67,6 +67,8 @@ def _shape(hidden: int, layers: int, heads: int, kv: int, head_dim: int, inter: 
 PRESETS: dict[str, Preset] = {
     "llama-3.1-8b": Preset("llama3", {**_LLAMA, **_shape(4096, 32, 32, 8, 128, 14336, False),
                                       "rope_scaling": {**_LLAMA3_ROPE, "factor": 8.0}}),
+    "llama-3.1-70b": Preset("llama3", {**_LLAMA, **_shape(8192, 80, 64, 8, 128, 28672, False),
+                                       "rope_scaling": {**_LLAMA3_ROPE, "factor": 8.0}}),
     "llama-3.2-3b": Preset("llama3", {**_LLAMA, **_shape(3072, 28, 24, 8, 128, 8192, True),
                                       "rope_scaling": {**_LLAMA3_ROPE, "factor": 32.0}}),
     "llama-3.2-1b": Preset("llama3", {**_LLAMA, **_shape(2048, 16, 32, 8, 64, 8192, True),

@@ -54,6 +54,13 @@ LLM_COALESCED = Counter(
     "Deterministic requests answered by following an identical request's generation already in flight",
 )
 
+LLM_ROUTED = Counter(
+    "infstack_llm_routed_requests_total",
+    "Generations sent to each data-parallel engine replica, by decision: affinity (the prefix's first "
+    "replica), spill (its first was over the load bound), round-robin",
+    ["replica", "decision"],
+)
+
 # --- GPUs ----------------------------------------------------------------------------------------
 # Read from NVML at scrape time by services/gpu_metrics.py, for the GPUs the serving process holds;
 # absent (no series at all) where there is no GPU or no NVIDIA driver.

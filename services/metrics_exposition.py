@@ -77,5 +77,25 @@ def only_engine_families(text: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-async def engine_families(engine: Upstream) -> str:
-    return only_engine_families(await scrape(engine))
+def with_replica_label(text: str, replica: int) -> str:
+    """Every sample of an exposition labelled ``replica="N"``: data-parallel replicas export the same
+    series (vLLM labels them ``engine="0"`` in each), which must stay apart when they are joined."""
+    out = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, brace, rest = line.partition("{")
+            if brace:
+                line = f'{name}{{replica="{replica}",{rest}'
+            else:
+                name, _, value = line.partition(" ")
+                line = f'{name}{{replica="{replica}"}} {value}'
+        out.append(line)
+    return "\n".join(out) + "\n" if out else ""
+
+
+async def engine_families(engines: list[Upstream]) -> str:
+    """The ``vllm:*`` families of the engine, or of every replica (labelled) when there are several."""
+    texts = [only_engine_families(t) for t in await asyncio.gather(*(scrape(e) for e in engines))]
+    if len(texts) == 1:
+        return texts[0]
+    return await merged([with_replica_label(text, i) for i, text in enumerate(texts)])

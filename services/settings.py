@@ -116,6 +116,29 @@ class LLMSettings(_Section):
     pipeline_parallel_size: int = Field(
         default=1, ge=1, description="GPUs the layers are spread over (stages)."
     )
+    data_parallel_size: int = Field(
+        default=1,
+        ge=1,
+        description="Engine replicas, each a whole vLLM server on its own tensor x pipeline GPUs and loopback "
+        "port (engine_port + i); the proxy routes each generation to one of them (routing).",
+    )
+    routing: Literal["prefix-affinity", "round-robin"] = Field(
+        default="prefix-affinity",
+        description="Across data-parallel replicas: prefix-affinity sends prompts that start alike to the replica "
+        "that has their prefix cached (bounded by affinity_load_factor); round-robin takes turns.",
+    )
+    affinity_prefix_chars: int = Field(
+        default=1024,
+        ge=16,
+        description="Characters of the prompt (token ids count 4 each) that pick its replica: long enough for "
+        "a system prompt to decide, short enough that what follows it does not.",
+    )
+    affinity_load_factor: float = Field(
+        default=1.25,
+        ge=1,
+        description="A replica takes a prompt of its prefix while its requests in flight stay under this times "
+        "the mean; past it the prompt goes to the next replica in the prefix's order (bounded-load hashing).",
+    )
     enforce_eager: bool = Field(
         default=False, description="No CUDA graphs / torch.compile: faster start, slower decode."
     )
@@ -140,7 +163,7 @@ class LLMSettings(_Section):
     )
     request_gpus: bool = Field(
         default=True,
-        description="Ask BentoML/BentoCloud for tensor x pipeline parallel GPUs. The Bento targets GPUs, so "
+        description="Ask BentoML/BentoCloud for tensor x pipeline x data parallel GPUs. The Bento targets GPUs, so "
         "this holds even when the Bento is built on a CPU machine; turn off for CPU-only deployments.",
     )
     workers: int | None = Field(
@@ -176,8 +199,17 @@ class LLMSettings(_Section):
         return value
 
     @property
-    def gpus(self) -> int:
+    def gpus_per_replica(self) -> int:
         return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_replica * self.data_parallel_size
+
+    @property
+    def engine_ports(self) -> list[int]:
+        """The loopback port of each engine replica."""
+        return [self.engine_port + i for i in range(self.data_parallel_size)]
 
 
 class ClassicBase(_Section):

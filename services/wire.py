@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 CACHE_HEADER = (
     "x-infstack-cache"  # miss, hit, semantic-hit, coalesced or bypass: how the response cache answered
 )
+REPLICA_HEADER = "x-infstack-replica"  # which data-parallel engine replica generated the answer
 MODEL_HEADER = "x-infstack-model"  # the model-store tag that produced a classic-ML answer
 RETRY_AFTER_S = "1"
 

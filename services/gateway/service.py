@@ -213,9 +213,7 @@ def _llm_backend(settings: Settings, embed_prompt: Any) -> LLMBackend:
         "gateway: LLM traffic goes to the %s", "vLLM engine directly" if route == "engine" else "LLM service"
     )
     if route == "engine":
-        return engine_backend(
-            settings, f"http://127.0.0.1:{settings.llm.engine_port}", embed_prompt, hop="gateway"
-        )
+        return engine_backend(settings, embed_prompt, hop="gateway")
     if url is None:
         raise RuntimeError("INFSTACK_GATEWAY__LLM_ROUTE=service needs the llm service as its own server")
     return ServiceBackend(Upstream("LLM service", url))

@@ -24,6 +24,7 @@ from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
 from services.llm.proxy import EngineProxy, EngineRequestError, EngineUnavailable
 from services.llm.response_cache import CACHE_NAME, ResponseCache
+from services.llm.routing import EnginePool
 from services.llm.semantic import PromptEmbedder, SemanticIndex
 from services.relay import Upstream, UpstreamUnavailable, forward, relay_chunks
 from services.request_id import forwarded_request_id
@@ -58,7 +59,13 @@ class EngineBackend:
 
     @property
     def engine(self) -> Upstream:
+        """The first engine replica (routes other than generations go there)."""
         return self.proxy.engine
+
+    @property
+    def engines(self) -> list[Upstream]:
+        """Every engine replica, in index order."""
+        return self.proxy.engines.upstreams
 
     async def generation(self, route: str, request: Request) -> Response:
         return await self.proxy.respond(route, request)
@@ -105,17 +112,29 @@ class ServiceBackend:
 
 
 def engine_backend(
-    settings: Settings, engine_url: str, embed_prompt: PromptEmbedder | None, hop: str = "llm"
+    settings: Settings, embed_prompt: PromptEmbedder | None, hop: str = "llm"
 ) -> EngineBackend:
-    """The cache-aware engine path as the settings describe it (response cache, semantic cache)."""
+    """The cache-aware engine path as the settings describe it (replicas and routing, response cache,
+    semantic cache). The engines listen on this host's loopback ports (``LLMSettings.engine_ports``)."""
     config = settings.llm
+    replicas = config.data_parallel_size
+    names = ["vLLM engine"] if replicas == 1 else [f"vLLM engine replica {i}" for i in range(replicas)]
+    engines = EnginePool(
+        [
+            Upstream(name, f"http://127.0.0.1:{port}")
+            for name, port in zip(names, config.engine_ports, strict=True)
+        ],
+        config.routing,
+        config.affinity_prefix_chars,
+        config.affinity_load_factor,
+    )
 
     def response_cache() -> ResponseCache:
         return ResponseCache(WriteBehindStore(open_store(settings.cache, cache=CACHE_NAME)))
 
     semantic = SemanticIndex(config.semantic_threshold, config.semantic_max_entries)
     proxy = EngineProxy(
-        Upstream("vLLM engine", engine_url),
+        engines,
         response_cache if config.response_cache else None,
         semantic if config.semantic_cache and embed_prompt is not None else None,
         embed_prompt if config.semantic_cache else None,

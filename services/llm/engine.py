@@ -5,6 +5,7 @@ Pure functions (no process started here), so the mapping of every knob is unit-t
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from services.llm import compat
@@ -41,14 +42,15 @@ def served_model_name(settings: LLMSettings) -> str:
     return settings.served_model_name or settings.model
 
 
-def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
-    """vLLM CLI arguments. Scheduler limits are always explicit: vLLM picks its own defaults by
-    context (embedded vs ``vllm serve``, GPU type), and we want the same engine everywhere."""
+def engine_args(settings: LLMSettings, model_path: str, port: int | None = None) -> list[str]:
+    """vLLM CLI arguments (of one replica: ``port``, default ``engine_port``). Scheduler limits are always
+    explicit: vLLM picks its own defaults by context (embedded vs ``vllm serve``, GPU type), and we want
+    the same engine everywhere."""
     args = [
         "--model", model_path,
         "--served-model-name", served_model_name(settings),
         "--host", "127.0.0.1",  # the proxy is the only way in
-        "--port", str(settings.engine_port),
+        "--port", str(settings.engine_port if port is None else port),
         "--dtype", settings.dtype,
         "--kv-cache-dtype", settings.kv_cache_dtype,
         "--load-format", settings.load_format,
@@ -75,8 +77,35 @@ def engine_args(settings: LLMSettings, model_path: str) -> list[str]:
     return args + list(settings.extra_engine_args)
 
 
+def replica_gpus(settings: LLMSettings, visible: list[int] | None) -> list[list[int] | None]:
+    """The GPUs of each data-parallel replica: consecutive slices of what BentoML assigned (``visible``,
+    from ``CUDA_VISIBLE_DEVICES``; None: every GPU, counted from 0). None for a replica on a CPU build."""
+    if compat.is_cpu_build():
+        return [None] * settings.data_parallel_size
+    per = settings.gpus_per_replica
+    pool = visible if visible is not None else list(range(settings.gpus))
+    if len(pool) < settings.gpus:
+        raise ValueError(
+            f"{settings.data_parallel_size} replicas x {per} GPUs need {settings.gpus} GPUs; {len(pool)} assigned"
+        )
+    return [pool[i * per : (i + 1) * per] for i in range(settings.data_parallel_size)]
+
+
+def replica_commands(
+    settings: LLMSettings, visible: list[int] | None
+) -> list[tuple[list[str], dict[str, str]]]:
+    """(vLLM server command, extra environment) of each replica, for services/llm/replicas.py."""
+    model_path = resolve_model(settings.model)
+    out = []
+    for port, gpus in zip(settings.engine_ports, replica_gpus(settings, visible), strict=True):
+        env = {} if gpus is None else {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
+        out.append(([*compat.api_server_command(), *engine_args(settings, model_path, port)], env))
+    return out
+
+
 def engine_command(settings: LLMSettings) -> list[str]:
-    """The full command: ``env`` sets the engine's own variables without touching ours.
+    """The full command: ``env`` sets the engine's own variables without touching ours. Several
+    data-parallel replicas run under services/llm/replicas.py, which starts one server per replica.
 
     ``setsid``: the engine leads a process group of its own (its engine-core and worker processes join it),
     so the whole engine can be stopped even after its API server died: vLLM's engine core outlives a
@@ -86,13 +115,8 @@ def engine_command(settings: LLMSettings) -> list[str]:
     """
     profiler_dir = settings.profiler_dir.expanduser().resolve() if settings.profiler_dir else None
     env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib, profiler_dir).items()]
-    model_path = resolve_model(settings.model)
-    return [
-        "setsid",
-        "env",
-        "-u",
-        "PROMETHEUS_MULTIPROC_DIR",
-        *env,
-        *compat.api_server_command(),
-        *engine_args(settings, model_path),
-    ]
+    if settings.data_parallel_size > 1:
+        server = [sys.executable, "-m", "services.llm.replicas"]
+    else:
+        server = [*compat.api_server_command(), *engine_args(settings, resolve_model(settings.model))]
+    return ["setsid", "env", "-u", "PROMETHEUS_MULTIPROC_DIR", *env, *server]

@@ -141,6 +141,7 @@ def plan(
     quantization: str | None = None,
     kv_cache_dtype: str = "auto",
     tensor_parallel_size: int = 1,
+    pipeline_parallel_size: int = 1,
     max_model_len: int | None = None,
     gpu_memory_utilization: float = 0.9,
     gpu_mib: int | None = GPUS_MIB["h200"],
@@ -148,12 +149,14 @@ def plan(
     max_num_seqs: int = 256,
     max_num_batched_tokens: int | None = None,
 ) -> Plan:
-    """The memory plan; raises DoesNotFit when not even one full-length sequence fits."""
+    """The memory plan (of the busiest GPU); raises DoesNotFit when not even one full-length sequence
+    fits. Pipeline stages hold a share of the layers each, so weights and KV per token divide by them."""
     model_dtype = resolve_dtype(dtype, arch)
     kv_dtype = model_dtype if kv_cache_dtype == "auto" else kv_cache_dtype
     length = max_model_len or arch.max_position
-    per_token = kv_bytes_per_token(arch, kv_dtype, tensor_parallel_size)
-    weights = weight_bytes(arch, model_dtype, quantization, tensor_parallel_size)
+    stages = pipeline_parallel_size
+    per_token = math.ceil(kv_bytes_per_token(arch, kv_dtype, tensor_parallel_size) / stages)
+    weights = math.ceil(weight_bytes(arch, model_dtype, quantization, tensor_parallel_size) / stages)
     if cpu_kv_space_gib is not None:  # vLLM's CPU backend: a fixed KV space, no profiling
         usable, activations, non_torch, device = int(cpu_kv_space_gib * GIB), 0, 0, "cpu"
         kv_bytes = usable

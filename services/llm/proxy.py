@@ -23,6 +23,7 @@ from starlette.responses import Response
 from services import metrics
 from services.llm.coalesce import SharedGeneration
 from services.llm.response_cache import ResponseCache, response_key, sse_events
+from services.llm.routing import EnginePool
 from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
 from services.relay import (
     Upstream,
@@ -33,7 +34,7 @@ from services.relay import (
     respond,
     response_headers,
 )
-from services.wire import CACHE_HEADER, invalid_json, openai_error
+from services.wire import CACHE_HEADER, REPLICA_HEADER, invalid_json, openai_error
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,24 @@ class _Pending:
 class EngineProxy:
     def __init__(
         self,
-        engine: Upstream,
+        engines: EnginePool,
         cache_factory: Callable[[], ResponseCache] | None,
         semantic: SemanticIndex | None = None,
         embed_prompt: PromptEmbedder | None = None,
         hop: str = "llm",
     ) -> None:
-        self.engine = engine
+        self.engines = engines
         self.hop = hop  # which service this proxy runs in: the label of its overhead histogram
         self._cache_factory = cache_factory
         self._cache: ResponseCache | None = None
         self.semantic = semantic if embed_prompt is not None else None
         self._embed_prompt = embed_prompt
         self._in_flight: dict[str, SharedGeneration] = {}  # by cache key, while the engine generates
+
+    @property
+    def engine(self) -> Upstream:
+        """The engine that answers everything but generations (the first replica)."""
+        return self.engines.primary
 
     @property
     def cache(self) -> ResponseCache | None:
@@ -100,7 +106,7 @@ class EngineProxy:
         """Commit the cache writes still queued, then close the engine connections."""
         if self._cache is not None:
             self._cache.close()
-        await self.engine.close()
+        await self.engines.close()
 
     async def open(
         self, route: str, body: bytes, headers: list[tuple[str, str]], arrived: float | None = None
@@ -130,16 +136,21 @@ class EngineProxy:
                 return Reply(200, running.headers, running.follow(), "coalesced")
             shared = self._share(pending.key)
         sent = time.perf_counter()
+        replica = self.engines.choose(payload)
         try:
-            upstream = await self.engine.request("POST", route, body, headers)
+            upstream = await replica.upstream.request("POST", route, body, headers)
         except UpstreamUnavailable as exc:
+            self.engines.release(replica)
             if shared is not None:
                 shared.abandon()
             raise EngineUnavailable(str(exc)) from exc
         reply_headers = response_headers(upstream.headers)
+        if len(self.engines.replicas) > 1:
+            reply_headers.append((REPLICA_HEADER.encode(), str(replica.index).encode()))
         content_type = upstream.headers.get("content-type")
         recorded: list[bytes] | None = [] if pending is not None and upstream.status == 200 else None
         chunks = self._first_byte_timed(relay_chunks(upstream, recorded), sent - arrived)
+        chunks = self.engines.released_after(replica, chunks)
         if recorded is None or pending is None:
             if shared is not None:
                 shared.abandon()

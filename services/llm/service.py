@@ -34,7 +34,6 @@ from services.settings import get_settings
 fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.llm
-ENGINE_URL = f"http://127.0.0.1:{CONFIG.engine_port}"
 MODEL_TAG = store_tag(CONFIG.model)
 STREAMING_ROUTES = ("/v1/", "/generate")  # tracing: OpenTelemetry opens a span per streamed chunk
 
@@ -72,11 +71,9 @@ class LLM:
         except StartupError as exc:
             stop_server(str(exc))
             raise
-        self.llm_backend = engine_backend(
-            SETTINGS, ENGINE_URL, self._embed_prompt if CONFIG.semantic_cache else None
-        )
+        self.llm_backend = engine_backend(SETTINGS, self._embed_prompt if CONFIG.semantic_cache else None)
         # BentoML starts the engine in the first worker only: that worker restarts it when it dies.
-        self.engine_watch = EngineWatch(self.llm_backend.engine, owns_engine=worker_index() == 1)
+        self.engine_watch = EngineWatch(self.llm_backend.engines, owns_engine=worker_index() == 1)
 
     async def _embed_prompt(self, text: str) -> np.ndarray:
         return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
@@ -87,7 +84,7 @@ class LLM:
     async def __metrics__(self, content: str) -> str:
         """BentoML's series, the engine's ``vllm:*`` families and the gauges of this service's GPUs:
         three sets of families with no name in common, so they are joined as text, not parsed."""
-        return content + await engine_families(self.llm_backend.engine) + gpu_exposition(assigned_gpus())
+        return content + await engine_families(self.llm_backend.engines) + gpu_exposition(assigned_gpus())
 
     _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
 

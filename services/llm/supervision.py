@@ -63,6 +63,7 @@ def _check_memory(settings: LLMSettings, model_dir: Path, gpu_mib: int) -> None:
     try:
         plan(arch, dtype=settings.dtype, quantization=settings.quantization, kv_cache_dtype=settings.kv_cache_dtype,
              tensor_parallel_size=settings.tensor_parallel_size, max_model_len=settings.max_model_len,
+             pipeline_parallel_size=settings.pipeline_parallel_size,
              gpu_memory_utilization=settings.gpu_memory_utilization, gpu_mib=gpu_mib,
              max_num_seqs=settings.max_num_seqs, max_num_batched_tokens=settings.max_num_batched_tokens)  # fmt: skip
     except DoesNotFit as exc:
@@ -70,10 +71,16 @@ def _check_memory(settings: LLMSettings, model_dir: Path, gpu_mib: int) -> None:
 
 
 class EngineWatch:
-    """Polls the engine's ``/health``; ``healthy`` is the readiness of the LLM service."""
+    """Polls the engine's ``/health`` (every replica's); ``healthy`` is the readiness of the LLM service.
 
-    def __init__(self, engine: Upstream, owns_engine: bool, period_s: float = 1.0, misses: int = 3) -> None:
-        self.engine = engine
+    Data-parallel replicas start and stop together (services/llm/replicas.py): one that stops answering
+    restarts them all, which costs the others' caches but never leaves a half-sized Bento looking whole.
+    """
+
+    def __init__(
+        self, engines: list[Upstream], owns_engine: bool, period_s: float = 1.0, misses: int = 3
+    ) -> None:
+        self.engines = engines
         self.owns_engine = owns_engine
         self.period_s = period_s
         self.misses = misses
@@ -84,8 +91,12 @@ class EngineWatch:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def check(self) -> bool:
+        return all(await asyncio.gather(*(self._answers(engine) for engine in self.engines)))
+
+    @staticmethod
+    async def _answers(engine: Upstream) -> bool:
         try:
-            response = await asyncio.wait_for(self.engine.request("GET", "/health"), 2.0)
+            response = await asyncio.wait_for(engine.request("GET", "/health"), 2.0)
             response.release()
             return response.status == 200
         except (UpstreamUnavailable, TimeoutError):

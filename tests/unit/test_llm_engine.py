@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.llm import compat
-from services.llm.engine import engine_args, engine_command, resolve_model
+from services.llm.engine import engine_args, engine_command, replica_commands, replica_gpus, resolve_model
 from services.settings import LLMSettings
 
 
@@ -72,3 +72,26 @@ def test_the_amx_plugin_is_registered_for_every_vllm_process() -> None:
     found = {ep.name: ep for ep in entry_points(group="vllm.general_plugins")}
     assert found["infstack_amx"].load() is compat.request_amx_permission
     compat.request_amx_permission()  # safe to call again, in any process
+
+
+def test_data_parallel_replicas_get_their_own_port_and_gpu_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "is_cpu_build", lambda: False)
+    settings = LLMSettings(model="/m", data_parallel_size=2, tensor_parallel_size=2, engine_port=9000)
+    assert settings.gpus == 4
+    assert replica_gpus(settings, [4, 5, 6, 7]) == [[4, 5], [6, 7]]  # BentoML's assignment, sliced
+    assert replica_gpus(settings, None) == [[0, 1], [2, 3]]
+    with pytest.raises(ValueError, match="need 4 GPUs; 2 assigned"):
+        replica_gpus(settings, [0, 1])
+    commands = replica_commands(settings, [4, 5, 6, 7])
+    assert [flag(cmd, "--port") for cmd, _ in commands] == ["9000", "9001"]
+    assert [env for _, env in commands] == [{"CUDA_VISIBLE_DEVICES": "4,5"}, {"CUDA_VISIBLE_DEVICES": "6,7"}]
+    assert all(flag(cmd, "--tensor-parallel-size") == "2" for cmd, _ in commands)
+    launcher = engine_command(settings)
+    assert launcher[:4] == ["setsid", "env", "-u", "PROMETHEUS_MULTIPROC_DIR"]
+    assert launcher[-2:] == ["-m", "services.llm.replicas"]
+
+
+def test_cpu_replicas_share_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compat, "is_cpu_build", lambda: True)
+    commands = replica_commands(LLMSettings(model="/m", data_parallel_size=3), None)
+    assert [env for _, env in commands] == [{}, {}, {}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.metrics_exposition import merge, only_engine_families
+from services.metrics_exposition import merge, only_engine_families, with_replica_label
 
 OURS = """# HELP bentoml_service_request_total Total number of requests
 # TYPE bentoml_service_request_total counter
@@ -52,3 +52,15 @@ def test_merged_exposition_has_each_family_and_sample_once() -> None:
     assert requests == {"gateway": 3.0, "embedding_cache": 5.0}  # the duplicate sample counted once
     assert families["vllm:time_to_first_token_seconds"].type == "histogram"
     assert "bentoml_service_request_total{" in text  # counters keep their _total
+
+
+def test_replicas_series_stay_apart_when_joined() -> None:
+    unlabelled = "# TYPE vllm:up gauge\nvllm:up 1.0\n"
+    texts = [with_replica_label(only_engine_families(ENGINE) + unlabelled, i) for i in (0, 1)]
+    families = {f.name: f for f in text_string_to_metric_families(merge(texts))}
+    running = families["vllm:num_requests_running"].samples
+    assert sorted(s.labels["replica"] for s in running) == ["0", "1"]
+    assert all(s.labels["engine"] == "0" for s in running)  # vLLM's own label is kept
+    assert sorted(s.labels["replica"] for s in families["vllm:up"].samples) == ["0", "1"]
+    ttft = families["vllm:time_to_first_token_seconds"].samples
+    assert len(ttft) == 2 * 4  # two buckets, count and sum of each replica
