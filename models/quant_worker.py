@@ -28,7 +28,12 @@ from typing import Any
 
 from models.corpus import load_texts
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+)
 
 
 class QuantizeError(RuntimeError):
@@ -107,7 +112,9 @@ def quantize(src: Path, out: Path, scheme: str, calibration: Path | None, sample
     seconds = time.monotonic() - started
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, save_compressed=True)
-    for name in TOKENIZER_FILES:  # the source's own files: its hand-written config loads in vLLM's transformers
+    for (
+        name
+    ) in TOKENIZER_FILES:  # the source's own files: its hand-written config loads in vLLM's transformers
         if (src / name).is_file():
             shutil.copy2(src / name, out / name)
     reloaded = AutoModelForCausalLM.from_pretrained(out, dtype="auto")

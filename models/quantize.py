@@ -45,7 +45,9 @@ def resolve(model: str) -> tuple[Path, str]:
     try:
         found = bentoml.models.get(model)
     except (BentoMLException, ValueError) as exc:
-        raise QuantizeRequestError(f"--model {model!r}: no such directory, nor a BentoML model-store tag") from exc
+        raise QuantizeRequestError(
+            f"--model {model!r}: no such directory, nor a BentoML model-store tag"
+        ) from exc
     return Path(found.path), str(found.tag)
 
 
@@ -62,7 +64,9 @@ def check_architecture(model_dir: Path) -> str:
             "handles decoder-only text generation checkpoints (architectures ending in ForCausalLM)"
         )
     if config.get("quantization_config"):
-        raise QuantizeRequestError(f"{model_dir} is already quantized ({config['quantization_config'].get('quant_method')})")
+        raise QuantizeRequestError(
+            f"{model_dir} is already quantized ({config['quantization_config'].get('quant_method')})"
+        )
     return str(archs[0])
 
 
@@ -79,7 +83,9 @@ def calibration_texts(scheme: str, calibration: Path | None) -> tuple[Path | Non
     except (ValueError, UnicodeDecodeError) as exc:
         raise QuantizeRequestError(f"--calibration {calibration}: {exc}") from exc
     if not texts:
-        raise QuantizeRequestError(f"--calibration {calibration} holds no text: {scheme} needs calibration data")
+        raise QuantizeRequestError(
+            f"--calibration {calibration} holds no text: {scheme} needs calibration data"
+        )
     return calibration, texts
 
 
@@ -96,10 +102,24 @@ def quantize(model: str, scheme: str, name: str, calibration: Path | None = None
     src, source = resolve(model)
     architecture = check_architecture(src)
     calib_path, texts = calibration_texts(scheme, calibration)
-    log(f"quantizing {source} ({architecture}) to {scheme}" + (f" on {len(texts)} texts of {calib_path}" if texts else ""))
+    log(
+        f"quantizing {source} ({architecture}) to {scheme}"
+        + (f" on {len(texts)} texts of {calib_path}" if texts else "")
+    )
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         out, report = Path(tmp) / name, Path(tmp) / "report.json"
-        args = ["--model", str(src), "--out", str(out), "--scheme", scheme, "--samples", str(samples), "--report", str(report)]
+        args = [
+            "--model",
+            str(src),
+            "--out",
+            str(out),
+            "--scheme",
+            scheme,
+            "--samples",
+            str(samples),
+            "--report",
+            str(report),
+        ]
         if calib_path is not None:
             # the worker reads a file: write exactly the texts chosen here (default: held-out ones left out)
             chosen = Path(tmp) / "calibration.txt"
@@ -119,7 +139,9 @@ def quantize(model: str, scheme: str, name: str, calibration: Path | None = None
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="a Hugging Face checkpoint directory or a model-store tag")
+    parser.add_argument(
+        "--model", required=True, help="a Hugging Face checkpoint directory or a model-store tag"
+    )
     parser.add_argument("--scheme", required=True, choices=SCHEMES)
     parser.add_argument("--name", required=True, help="model-store name of the result")
     parser.add_argument("--calibration", type=Path, default=None,

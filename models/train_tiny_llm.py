@@ -53,7 +53,7 @@ def _stream(tokenizer: Any, texts: list[str], eos: int) -> Any:
 
     ids: list[int] = []
     for text in texts:
-        ids += tokenizer.encode(text).ids + [eos]
+        ids += [*tokenizer.encode(text).ids, eos]
     return torch.tensor(ids)
 
 
@@ -128,7 +128,9 @@ def ensure_trained(force: bool = False, out: Path | None = None) -> str:
     if not force:
         try:
             found = bentoml.models.get(tag)
-            log(f"{tag} is in the model store (held-out perplexity {found.info.metadata['held_out_perplexity']})")
+            log(
+                f"{tag} is in the model store (held-out perplexity {found.info.metadata['held_out_perplexity']})"
+            )
             if out is not None:
                 shutil.copytree(found.path, out, dirs_exist_ok=True)
             return tag
