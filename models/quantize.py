@@ -93,7 +93,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def quantize(model: str, scheme: str, name: str, calibration: Path | None = None, samples: int = 128) -> str:
+def quantize(model: str, scheme: str, name: str, calibration: Path | None = None, samples: int = 32) -> str:
     """Quantize ``model`` (directory or tag) with ``scheme``; return the new model-store tag."""
     if scheme not in SCHEMES:
         raise QuantizeRequestError(f"--scheme {scheme!r}: one of {', '.join(SCHEMES)}")
@@ -127,10 +127,13 @@ def quantize(model: str, scheme: str, name: str, calibration: Path | None = None
             args += ["--calibration", str(chosen)]
         run_module("models.quant_worker", args)
         summary = json.loads(report.read_text())
+        summary["quantization_config"] = json.dumps(
+            summary["quantization_config"]
+        )  # the store takes no nulls
+        calib_name = str(calib_path.name if calib_path == DATA_PATH else calib_path) if calib_path else "none"
         metadata = {
             "scheme": scheme, "source_model": source, "source_architecture": architecture,
-            "calibration_set": str(calib_path.name if calib_path == DATA_PATH else calib_path) if calib_path else None,
-            "calibration_sha256": sha256(calib_path) if calib_path else None,
+            "calibration_set": calib_name, "calibration_sha256": sha256(calib_path) if calib_path else "none",
             "calibration_texts": len(texts), **summary,
         }  # fmt: skip
         labels = {"source": "quantized", "scheme": scheme}
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True, help="model-store name of the result")
     parser.add_argument("--calibration", type=Path, default=None,
                         help="CSV with a 'text' column, or .txt with one text per line (default: the shipped corpus)")  # fmt: skip
-    parser.add_argument("--samples", type=int, default=128, help="calibration blocks of 128 tokens")
+    parser.add_argument("--samples", type=int, default=32, help="calibration blocks of 128 tokens")
     args = parser.parse_args(argv)
     try:
         tag = quantize(args.model, args.scheme, args.name, args.calibration, args.samples)
