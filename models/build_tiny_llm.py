@@ -70,8 +70,8 @@ def corpus_texts() -> tuple[str, ...]:
     return tuple(texts)
 
 
-def train_tokenizer(vocab_size: int = VOCAB_SIZE):  # -> tokenizers.Tokenizer
-    """A byte-level BPE tokenizer trained on corpus_texts() that prepends <s>."""
+def train_tokenizer(vocab_size: int = VOCAB_SIZE, texts: tuple[str, ...] | list[str] | None = None):
+    """A byte-level BPE tokenizer trained on ``texts`` (default corpus_texts()) that prepends <s>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -84,7 +84,7 @@ def train_tokenizer(vocab_size: int = VOCAB_SIZE):  # -> tokenizers.Tokenizer
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus_texts(), trainer)
+    tok.train_from_iterator(corpus_texts() if texts is None else texts, trainer)
     bos = tok.token_to_id("<s>")
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]

@@ -83,3 +83,16 @@ def gpu_total_mib(indices: list[int] | None) -> int | None:
     chosen = indices if indices is not None else list(range(nvml.nvmlDeviceGetCount()))  # type: ignore[attr-defined]
     totals = [nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(i)).total for i in chosen]  # type: ignore[attr-defined]
     return min(totals) // 2**20 if totals else None
+
+
+def gpu_capability(indices: list[int] | None) -> tuple[int, int] | None:
+    """The lowest CUDA compute capability of the GPUs at ``indices`` (None: all); None without NVML."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    chosen = indices if indices is not None else list(range(nvml.nvmlDeviceGetCount()))  # type: ignore[attr-defined]
+    found = [
+        tuple(nvml.nvmlDeviceGetCudaComputeCapability(nvml.nvmlDeviceGetHandleByIndex(i)))  # type: ignore[attr-defined]
+        for i in chosen
+    ]
+    return (int(min(found)[0]), int(min(found)[1])) if found else None

@@ -109,6 +109,40 @@ def tiny_llm(session_dir: Path) -> str:
     return register_in_bentoml(build_tiny_llm(session_dir / "tiny-llm-src"), name=TINY_LLM)
 
 
+@pytest.fixture(scope="session")
+def trained_llm() -> str:
+    """The small Llama trained on the docstring corpus: trained once (~1-4 min on 2 cores), then reused
+    from the model store by its fingerprint (models/train_tiny_llm.py)."""
+    from models.train_tiny_llm import ensure_trained
+
+    return ensure_trained()
+
+
+QUANT_SCHEMES = ("w4a16-gptq", "w4a16-awq", "fp8-dynamic")
+QUANT_CALIBRATION_BLOCKS = "8"  # of 128 tokens: enough to exercise calibration, cheap enough for CI
+
+
+@pytest.fixture(scope="session")
+def quantized_llms(trained_llm: str) -> dict[str, str]:
+    """The trained model quantized to every scheme by the real CLI (the quantizer's env built on first
+    use), by scheme: model-store tags. Re-quantizing gives the same files, so the store reuses them."""
+    import subprocess
+    import sys
+
+    from scripts.procs import ROOT
+
+    tags = {}
+    for scheme in QUANT_SCHEMES:
+        done = subprocess.run(
+            [sys.executable, "-m", "models.quantize", "--model", trained_llm, "--scheme", scheme,
+             "--name", f"test-quant-{scheme}", "--samples", QUANT_CALIBRATION_BLOCKS],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-4000:]
+        tags[scheme] = done.stdout.strip().splitlines()[-1]
+    return tags
+
+
 def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     """A CPU engine sized for tests; VLLM_ENABLE_V1_MULTIPROCESSING=0 cuts engine start ~7x."""
     return {

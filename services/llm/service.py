@@ -20,7 +20,7 @@ from services.bentoml_adapter import (
     stop_server,
     worker_index,
 )
-from services.gpu_metrics import gpu_exposition, gpu_total_mib
+from services.gpu_metrics import gpu_capability, gpu_exposition, gpu_total_mib
 from services.llm.backends import EngineBackend, as_vector, engine_backend
 from services.llm.engine import engine_command, store_tag
 from services.llm.generate import generate
@@ -67,7 +67,7 @@ class LLM:
 
     def __init__(self) -> None:
         try:
-            preflight(CONFIG, gpu_total_mib(assigned_gpus()))
+            preflight(CONFIG, gpu_total_mib(assigned_gpus()), gpu_capability(assigned_gpus()))
         except StartupError as exc:
             stop_server(str(exc))
             raise

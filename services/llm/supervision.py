@@ -1,7 +1,7 @@
 """The engine's life inside the LLM service: checks before it starts, and what happens when it dies.
 
 - ``preflight``: an engine that cannot start (a model path that is not there, a model the GPU memory
-  cannot hold) stops the whole server with one message naming the setting, instead of BentoML restarting
+  cannot hold, a quantized checkpoint the hardware has no kernel for) stops the whole server with one message naming the setting, instead of BentoML restarting
   the worker forever behind a gateway that looks alive.
 - ``EngineWatch``: readiness is the engine's own ``/health``; when an engine that was up stops answering
   (killed, crashed), the worker that owns it kills what is left of it and exits, and the supervisor starts
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from services.llm import compat
+from services.llm import compat, quantization
 from services.llm.engine import resolve_model, store_tag
 from services.relay import Upstream, UpstreamUnavailable
 from services.settings import LLMSettings
@@ -33,7 +33,7 @@ class StartupError(RuntimeError):
     pass
 
 
-def preflight(settings: LLMSettings, gpu_mib: int | None) -> None:
+def preflight(settings: LLMSettings, gpu_mib: int | None, capability: tuple[int, int] | None = None) -> None:
     """Raise StartupError when the engine cannot start with these settings."""
     model = settings.model
     path = Path(model).expanduser()
@@ -49,8 +49,29 @@ def preflight(settings: LLMSettings, gpu_mib: int | None) -> None:
                 f"INFSTACK_LLM__MODEL={model!r} is no local directory or model-store tag, and HF_HUB_OFFLINE=1 "
                 "with nothing of it in the Hugging Face cache"
             )
+    model_dir = Path(resolve_model(model))
+    _check_quantization(model_dir, capability)
     if gpu_mib is not None and not compat.is_cpu_build():
-        _check_memory(settings, Path(resolve_model(model)), gpu_mib)
+        _check_memory(settings, model_dir, gpu_mib)
+
+
+def _check_quantization(model_dir: Path, capability: tuple[int, int] | None) -> None:
+    """A quantized checkpoint (vLLM detects the scheme from its config.json) the hardware cannot run."""
+    try:
+        quant = quantization.read(json.loads((model_dir / "config.json").read_text()))
+    except (OSError, ValueError):
+        return  # a Hub id or no config: vLLM will say
+    if quant is None:
+        return
+    if reason := quantization.unsupported(quant, cpu_build=compat.is_cpu_build(), capability=capability):
+        raise StartupError(f"{model_dir.name}: {reason}")
+    if quantization.weight_only_fallback(quant, capability):
+        log.warning(
+            "%s: FP8 weights on compute capability %s run weight-only (no FP8 compute)",
+            model_dir.name,
+            capability,
+        )
+    log.info("%s: %s checkpoint", model_dir.name, quant.describe())
 
 
 def _check_memory(settings: LLMSettings, model_dir: Path, gpu_mib: int) -> None:
