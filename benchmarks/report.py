@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ NOT_MEASURED = [
     ("Continuous batching: 2-3x over static batching (online, Poisson arrivals)",
      "not measured here yet: no static-batching target exists in the benchmarks"),
 ]  # fmt: skip
+AFFINITY_CLAIM = (
+    "Prefix-aware routing across replicas: TTFT p50 >= 40% lower than round-robin, throughput no worse"
+)
+AFFINITY_TTFT_CUT = 0.40
 ZIPF_CLAIM = "Response cache on Zipf-popular repeated prompts: >= 3x raw vLLM's requests/s, TTFT p50 lower"
 ZIPF_TARGET = 3.0
 
@@ -62,7 +67,7 @@ def command(data: dict[str, Any], file: str) -> str:
         return "(command not recorded in this older file)"
     if "--out" in argv[:-1]:
         argv[argv.index("--out") + 1] = f"benchmarks/results/{file}"
-    return "`" + " ".join(argv).replace("|", "\\|") + "`"
+    return "`" + shlex.join(argv).replace("|", "\\|") + "`"
 
 
 def target_ratios(data: dict[str, Any], target: str) -> dict[str, Any]:
@@ -115,6 +120,8 @@ def technique_rows(results: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
     """Every --variant measured against raw vLLM in the same run, per load."""
     rows = []
     for name, data in _llm(results):
+        if data.get("baseline", "raw") != "raw" or "raw" not in data["results"]:
+            continue  # Bento variants compared among themselves (section 7)
         variants = data.get("load", {}).get("variants") or {}
         for variant, changes in variants.items():
             for load, ratio in target_ratios(data, variant).items():
@@ -184,6 +191,10 @@ def claims_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                      f"{z['ratio']['ttft_p50_delta_ms']:+.1f} ms, {z['load']} (`{z['file']}`)", "yes" if held else "no"])  # fmt: skip
     else:
         rows.append([ZIPF_CLAIM, "not measured in a committed run", "-"])
+    for r in affinity_rows(results):
+        held = r["ttft_cut"] >= AFFINITY_TTFT_CUT and r["throughput_ratio"] >= 1.0
+        rows.append([AFFINITY_CLAIM, f"TTFT p50 {-r['ttft_cut']:+.0%}, {r['throughput_ratio']:.2f}x output tok/s, "
+                     f"{r['target']} at {r['load']} (`{r['file']}`)", "yes" if held else "no"])  # fmt: skip
     rows += [[claim, why, "-"] for claim, why in NOT_MEASURED]
     return ["## The guide's claims, measured", "", *table(["claim", "measured here", "held"], rows), ""]
 
@@ -298,6 +309,79 @@ def soak_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             *table(head, rows), ""]  # fmt: skip
 
 
+def _compared_bentos(results: list[tuple[str, dict[str, Any]]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Runs that compare Bento settings with each other (``--baseline`` other than raw vLLM)."""
+    return (
+        (n, d)
+        for n, d in _llm(results)
+        if d.get("baseline", "raw") != "raw" and d["baseline"] in d["results"]
+    )
+
+
+def _gpus(data: dict[str, Any], target: str) -> str:
+    settings = {**data.get("engine_settings", {}), **(data["load"].get("variants") or {}).get(target, {})}
+    tp, pp, dp = (
+        settings.get(k, 1) for k in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size")
+    )
+    return f"TP{tp} x PP{pp} x DP{dp}"
+
+
+def layouts_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    rows, commands = [], []
+    for name, data in _compared_bentos(results):
+        if any("routing" in changes for changes in (data["load"].get("variants") or {}).values()):
+            continue  # routing runs: section 7b
+        base = data["baseline"]
+        model = Path(str(data.get("engine_settings", {}).get("model", "?"))).name
+        for target, by_load in data["results"].items():
+            for load, r in by_load.items():
+                ratio = r["output_throughput"] / data["results"][base][load]["output_throughput"]
+                rows.append([f"`{name}`", machine(data), model, f"{target} ({_gpus(data, target)})", load,
+                             _num(r["output_throughput"]), f"**{ratio:.2f}x**", _num(r["median_ttft_ms"], 1),
+                             _num(r["median_tpot_ms"], 2), str(r["failed"])])  # fmt: skip
+        commands.append(f"- `{name}`: {command(data, name)}")
+    head = ["file", "machine", "model shape", "target (layout)", "load", "out tok/s", "vs baseline", "TTFT p50 ms",
+            "TPOT p50 ms", "failed"]  # fmt: skip
+    return ["## 7. Multi-GPU layouts: the same Bento, settings only (baseline: the first target)", "",
+            *table(head, rows), "", *commands, ""]  # fmt: skip
+
+
+def affinity_rows(results: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each prefix-affinity target against the round-robin target with otherwise equal settings, per load."""
+    rows = []
+    for name, data in _compared_bentos(results):
+        variants = data["load"].get("variants") or {}
+        for target, changes in variants.items():
+            if changes.get("routing") != "prefix-affinity":
+                continue
+            twin = {**changes, "routing": "round-robin"}
+            pair = next((t for t, c in variants.items() if c == twin), None)
+            if pair is None or target not in data["results"] or pair not in data["results"]:
+                continue
+            for load, ours in data["results"][target].items():
+                other = data["results"][pair][load]
+                rows.append({"file": name, "data": data, "target": target, "pair": pair, "load": load,
+                             "ours": ours, "other": other,
+                             "ttft_cut": 1 - ours["median_ttft_ms"] / other["median_ttft_ms"],
+                             "throughput_ratio": ours["output_throughput"] / other["output_throughput"]})  # fmt: skip
+    return rows
+
+
+def affinity_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    rows = []
+    for r in affinity_rows(results):
+        load = r["data"]["load"]
+        rows.append([f"`{r['file']}`", machine(r["data"]), f"{r['target']} vs {r['pair']}", r["load"],
+                     f"{load.get('prefix_count', 1)} x {load.get('prefix_len', 0)}",
+                     f"{_num(r['other']['median_ttft_ms'], 1)} / {_num(r['ours']['median_ttft_ms'], 1)}",
+                     f"**{-r['ttft_cut']:+.0%}**", f"{r['throughput_ratio']:.2f}x"])  # fmt: skip
+    head = ["file", "machine", "targets", "load", "tenants x prefix tokens", "TTFT p50 ms round-robin / affinity",
+            "TTFT p50 change", "output tok/s affinity / round-robin"]  # fmt: skip
+    commands = sorted({f"- `{r['file']}`: {command(r['data'], r['file'])}" for r in affinity_rows(results)})
+    return ["## 7b. Routing across data-parallel replicas: prefix affinity vs round-robin, same run", "",
+            *table(head, rows), "", *commands, ""]  # fmt: skip
+
+
 def build(directory: Path) -> str:
     results = load_results(directory)
     lines = [
@@ -316,6 +400,8 @@ def build(directory: Path) -> str:
         *peers_section(results),
         *embedding_section(results),
         *soak_section(results),
+        *layouts_section(results),
+        *affinity_section(results),
     ]
     return "\n".join(lines)
 

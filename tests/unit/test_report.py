@@ -51,3 +51,18 @@ def test_the_command_writes_the_report_and_skips_what_is_not_a_result(tmp_path: 
     main(["--results", str(FIXTURE), "--out", str(out)])
     text = out.read_text()
     assert text == build(FIXTURE) and "not_a_result" not in text
+
+
+def test_layouts_and_routing_are_compared_within_their_own_run() -> None:
+    report = build(FIXTURE)
+    tp2 = row(report, "llm_parallel_h200x2.json", "tp2 (TP2 x PP1 x DP1)", "concurrency=1")
+    assert "**1.37x**" in tp2 and "2x NVIDIA H200" in tp2 and "3.51" in tp2
+    bound = row(
+        report, "llm_affinity_h200x2.json", "affinity_cache_bound vs round_robin_cache_bound", "rate=inf"
+    )
+    assert "**-55%**" in bound and "1.61x" in bound and "16 x 2048" in bound
+    assert row(report, "Prefix-aware routing", "affinity at rate=inf").endswith(
+        "| no |"
+    )  # -21%: short of -40%
+    assert row(report, "Prefix-aware routing", "affinity_cache_bound at rate=inf").endswith("| yes |")
+    assert "--targets '' --baseline round_robin" in report  # an empty argument survives a copy-paste
