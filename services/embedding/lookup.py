@@ -9,6 +9,7 @@ BentoML so it is unit-testable with any encoder.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -20,6 +21,26 @@ from services.cache.keys import embedding_key
 from services.cache.store import ByteStore
 
 Encoder = Callable[[list[str]], Awaitable[np.ndarray]]
+SERVICE = "embedding_cache"
+log = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    """The batcher refused to encode misses within its latency bound: the request gets a 503 that names
+    this service and the bound (never BentoML's "unexpected error"), and the log one line."""
+
+    def __init__(self, max_latency_ms: int, texts: int) -> None:
+        super().__init__(
+            f"overloaded: the {SERVICE} service cannot encode {texts} uncached texts within "
+            f"max_latency_ms={max_latency_ms} at the current load; retry later"
+        )
+        self.max_latency_ms = max_latency_ms
+        self.texts = texts
+
+    def record(self) -> None:
+        """One log line and one count per refused request (no traceback: this is load, not a bug)."""
+        metrics.EMBEDDING_OVERLOADED.inc()
+        log.warning("refused a request: %s", self)
 
 
 class CachedEmbedder:
@@ -57,24 +78,32 @@ class CachedEmbedder:
         hits = sum(v is not None for v in vectors)
         metrics.EMBEDDING_TEXTS.labels("cache").inc(hits)
         if missing:
-            computed = await self._compute(missing, encode)
-            self.store.mset(
+            computed, failure = await self._compute(missing, encode)
+            self.store.mset(  # what was computed is kept even when part of the request failed
                 [(embedding_key(self.namespace, t), encode_vector(v)) for t, v in computed.items()]
             )
+            if failure is not None:
+                raise failure
             vectors = [computed[t] if v is None else v for t, v in zip(texts, vectors, strict=True)]
             metrics.EMBEDDING_TEXTS.labels("model").inc(len(missing))
         return np.stack(vectors).astype(np.float32, copy=False), hits  # type: ignore[arg-type]
 
-    async def _compute(self, texts: list[str], encode: Encoder) -> dict[str, np.ndarray]:
+    async def _compute(
+        self, texts: list[str], encode: Encoder
+    ) -> tuple[dict[str, np.ndarray], BaseException | None]:
+        """Vectors of the chunks that were computed, and the first failure of the others."""
         # Chunks of at most max_batch_size go out concurrently: the batcher merges them with other
         # requests' misses instead of one large request holding a whole model call.
         chunks = [texts[i : i + self.max_batch_size] for i in range(0, len(texts), self.max_batch_size)]
-        results = await asyncio.gather(*(encode(chunk) for chunk in chunks))
+        results = await asyncio.gather(*(encode(chunk) for chunk in chunks), return_exceptions=True)
         out: dict[str, np.ndarray] = {}
-        for chunk, array in zip(chunks, results, strict=True):
-            array = np.asarray(array, dtype=np.float32)
-            out.update(zip(chunk, array, strict=True))
-        return out
+        failure: BaseException | None = None
+        for chunk, result in zip(chunks, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            out.update(zip(chunk, np.asarray(result, dtype=np.float32), strict=True))
+        return out, failure
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:

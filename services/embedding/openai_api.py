@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.embedding.lookup import Overloaded
 from services.wire import openai_error, to_base64
 
 ROUTE = "/v1/embeddings"
@@ -124,7 +125,11 @@ def embeddings_route(get_embedder: Callable[[], Embedder], max_texts: int, max_c
             )
         except BadRequest as exc:
             return openai_error(str(exc), exc.status, exc.kind, exc.param)
-        vectors, hits = await embedder.embed_texts(texts)
+        try:
+            vectors, hits = await embedder.embed_texts(texts)
+        except Overloaded as exc:
+            exc.record()
+            return openai_error(str(exc), 503)
         body = answer(parsed, embedder.model_id, vectors, embedder.count_tokens(texts))
         return JSONResponse(body, headers={HITS_HEADER: str(hits)})
 

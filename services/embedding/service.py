@@ -1,34 +1,33 @@
 """EmbeddingCache: sentence-transformers embeddings, computed once.
 
 ``embed`` (and OpenAI's ``POST /v1/embeddings``, services/embedding/openai_api.py) answers hits from the
-store without touching the model; misses go to the batchable ``encode`` through ``self.to_async.encode``
-(under ``bentoml serve``, BentoML's in-process JSON self-call, which passes the batching dispatcher), so
-misses of concurrent requests share model calls. New vectors are written by the store's writer thread.
+store without touching the model; misses of concurrent requests share model calls through the service's
+text batcher (services/embedding/batcher.py). New vectors are written by the store's writer thread.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from typing import cast
 
 import bentoml
 import numpy as np
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 
 from services import metrics
 from services.bentoml_adapter import fix_bentoml
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
-from services.embedding.lookup import CachedEmbedder, normalized
+from services.embedding.batcher import TextBatcher
+from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
 from services.embedding.model import load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.request_id import with_request_ids
 from services.settings import get_settings
-from services.wire import from_base64, to_base64
+from services.wire import RETRY_AFTER_S, to_base64
 
 fix_bentoml()
 SETTINGS = get_settings()
@@ -63,15 +62,16 @@ class EmbeddingCache:
         self.embedder = CachedEmbedder(
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
-        self._model_lock = threading.Lock()  # one model call at a time, whichever path it came by
+        self.batcher = TextBatcher(self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms)
 
     @bentoml.on_shutdown
     def _flush(self) -> None:
+        self.batcher.close()
         self.store.close()
 
     async def embed_texts(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors of ``texts`` in order, and how many came from the cache."""
-        return await self.embedder.embed(texts, self._encode_misses)
+        return await self.embedder.embed(texts, self.batcher.encode)
 
     def count_tokens(self, texts: list[str]) -> int:
         """Tokens the model reads (special tokens included, cut at its maximum length), for ``usage``."""
@@ -82,8 +82,15 @@ class EmbeddingCache:
     async def embed(
         self, texts: Texts, normalize: bool = False, encoding_format: EncodingFormat = "float"
     ) -> EmbedResponse:
-        """Embed 1..max_texts texts; ``normalize`` scales each vector to unit length."""
-        vectors, hits = await self.embed_texts(texts)
+        """Embed 1..max_texts texts; ``normalize`` scales each vector to unit length. A 503 with
+        ``Retry-After`` when the batcher cannot encode the misses within ``max_latency_ms``."""
+        try:
+            vectors, hits = await self.embed_texts(texts)
+        except Overloaded as exc:  # BentoML words a raised 5xx as "unexpected error", with a traceback
+            exc.record()
+            body = {"error": str(exc), "service": "embedding_cache", "max_latency_ms": exc.max_latency_ms}
+            refusal = JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+            return cast(EmbedResponse, refusal)  # BentoML sends a returned Response as it is
         if normalize:
             vectors = normalized(vectors)
         embeddings = to_base64(vectors) if encoding_format == "base64" else vectors.tolist()
@@ -104,25 +111,10 @@ class EmbeddingCache:
             "cache_backend_up": self.store.ping(),
         }
 
-    @bentoml.api(batchable=True, max_batch_size=CONFIG.max_batch_size, max_latency_ms=CONFIG.max_latency_ms)
-    def encode(self, texts: list[str]) -> list[str]:
-        """The batched model call: one base64 float32 vector per text. Misses reach it through
-        BentoML's JSON self-call, where 384 floats per text as JSON numbers cost more than the GPU."""
-        return to_base64(self._run_model(texts))
-
-    async def _encode_misses(self, texts: list[str]) -> np.ndarray:
-        """A chunk that is already a full batch goes straight to the model: batching cannot improve
-        it, and the self-call costs ~50 ms per 64 vectors (JSON both ways, and BentoML 1.4's
-        dispatcher counts requests, not texts, so it holds a lone full chunk back after a burst).
-        Partial chunks go through adaptive batching, where they can share a model call."""
-        if len(texts) >= CONFIG.max_batch_size:
-            return await asyncio.to_thread(self._run_model, texts)
-        return from_base64(await self.to_async.encode(texts))  # type: ignore[attr-defined]
-
     def _run_model(self, texts: list[str]) -> np.ndarray:
-        with self._model_lock:
-            started = time.perf_counter()
-            vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+        """One model call, on the batcher's thread (the only caller: one call at a time)."""
+        started = time.perf_counter()
+        vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
         metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
         return vectors.astype(np.float32, copy=False)

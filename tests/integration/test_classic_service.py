@@ -6,7 +6,6 @@ vectors from the reference sentence-transformers model: what "offline prediction
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -26,7 +25,7 @@ from scripts.procs import BentoServer, metric_value
 from services.classic.tabular import BOOSTER_FILE
 from services.classic.text import TEXT_FILE
 from services.wire import MODEL_HEADER
-from tests.conftest import CLASSIC_TARGET, TABULAR_CLASSES, class_probabilities, classic_env
+from tests.conftest import CLASSIC_TARGET, TABULAR_CLASSES, burst, class_probabilities, classic_env
 
 pytestmark = pytest.mark.integration
 
@@ -77,17 +76,6 @@ def expected_tabular(booster: xgb.Booster, rows: np.ndarray) -> np.ndarray:
 
 def post(server: BentoServer, api: str, **payload: object) -> httpx.Response:
     return httpx.post(f"{server.url}/{api}", json=payload, timeout=60)
-
-
-def burst(server: BentoServer, api: str, payloads: list[dict], timeout_s: float = 60) -> list[httpx.Response]:
-    """All payloads at once, one connection each: concurrent requests the batcher can merge."""
-
-    async def run() -> list[httpx.Response]:
-        limits = httpx.Limits(max_connections=len(payloads))
-        async with httpx.AsyncClient(base_url=server.url, timeout=timeout_s, limits=limits) as client:
-            return await asyncio.gather(*(client.post(f"/{api}", json=p) for p in payloads))
-
-    return asyncio.run(run())
 
 
 def batches(server: BentoServer, model: str) -> tuple[float, float]:

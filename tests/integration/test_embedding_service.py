@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from scripts.procs import BentoServer, metric_value
+from scripts.procs import BentoServer, metric_value, wait_until
 from services.cache.keys import embedding_key, embedding_namespace
 from services.embedding.langchain import InferenceStackEmbeddings
 from services.wire import from_base64
+from tests.conftest import EMBEDDING_TARGET, burst, embedding_env
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +72,14 @@ def test_corrupt_entry_is_a_miss_and_is_rewritten(embedding_server, session_dir:
     texts = unique_texts(2)
     fresh = np.float32(embed(embedding_server, texts)["embeddings"])
     key = embedding_key(embedding_namespace("all-MiniLM-L6-v2"), texts[0])
-    with sqlite3.connect(session_dir / "disk-cache" / "cache.sqlite3") as db:
+    path = session_dir / "disk-cache" / "cache.sqlite3"
+
+    def stored() -> bool:  # writes are behind the answer (services/cache/write_behind.py)
+        with sqlite3.connect(path) as db:
+            return db.execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
+
+    wait_until(stored, 10, "the vector's write")
+    with sqlite3.connect(path) as db:
         assert db.execute("UPDATE kv SET value = ? WHERE key = ?", (b"\x00corrupt", key)).rowcount == 1
     again = embed(embedding_server, texts)
     assert again["cache_hits"] == 1
@@ -135,3 +144,29 @@ def test_info_reports_model_and_backend(embedding_server) -> None:
         "cache_backend": "disk",
         "cache_backend_up": True,
     }
+
+
+def test_a_refused_request_is_a_503_naming_the_bound_with_one_log_line(
+    bento_factory: Callable[..., BentoServer], session_dir: Path
+) -> None:
+    """A 1 ms batching bound under a burst of misses: refusals say whose bound, in both APIs' shapes,
+    and each costs one log line, not BentoML's "unexpected error" and a traceback."""
+    env = embedding_env(session_dir / "overload-cache", INFSTACK_EMBEDDING__MAX_LATENCY_MS="1")
+    server = bento_factory(EMBEDDING_TARGET, env, "embedding-overload")
+    replies = burst(server, "embed", [{"texts": unique_texts(2)} for _ in range(40)])
+    replies += burst(server, "v1/embeddings", [{"input": unique_texts(2)} for _ in range(40)])
+    codes = [r.status_code for r in replies]
+    assert set(codes) <= {200, 503} and codes.count(503) > 0, codes
+    refused = [r for r in replies if r.status_code == 503]
+    assert all(r.headers["retry-after"] == "1" for r in refused)
+    plain = [r.json() for r in refused if r.url.path == "/embed"]
+    openai = [r.json()["error"] for r in refused if r.url.path == "/v1/embeddings"]
+    assert all(b["service"] == "embedding_cache" and b["max_latency_ms"] == 1 for b in plain)
+    assert all("max_latency_ms=1" in e["message"] and e["code"] == 503 for e in openai)
+    assert all("embedding_cache" in m for m in [b["error"] for b in plain] + [e["message"] for e in openai])
+    count = metric_value(httpx.get(f"{server.url}/metrics").text, "infstack_embedding_overloaded_total")
+    log = server.log_tail(2_000_000)
+    server.stop()
+    assert count == len(refused)
+    assert log.count("refused a request: overloaded") == len(refused)
+    assert "Traceback" not in log and "unexpected error" not in log

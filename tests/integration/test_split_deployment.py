@@ -33,7 +33,7 @@ SERVICES: dict[str, tuple[str, ...]] = {
 }
 CLASSIC_APIS = {model.SPEC.api for model in CLASSIC_MODELS}  # one per registered classic model
 APIS = {
-    "embedding_cache": {"embed", "info", "encode"},
+    "embedding_cache": {"embed", "info"},
     "classic_ml": {"info", *CLASSIC_APIS},
     "llm": {"generate"},
     "inference_stack": {"embed", "generate", *CLASSIC_APIS},

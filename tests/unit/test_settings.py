@@ -37,7 +37,7 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
             "1",
             "INFSTACK_CLASSIC__TABULAR_MAX_BATCH_SIZE: Input should be",
         ),
-        ("INFSTACK_EMBEDDING__MAX_BATCH_SIZE", "1", "INFSTACK_EMBEDDING__MAX_BATCH_SIZE: Input should be"),
+        ("INFSTACK_EMBEDDING__MAX_BATCH_SIZE", "0", "INFSTACK_EMBEDDING__MAX_BATCH_SIZE: Input should be"),
         ("INFSTACK_CLASSIC__MAX_ROWS", "0", "INFSTACK_CLASSIC__MAX_ROWS: Input should be greater"),
         ("INFSTACK_CLASSIC__MAX_LATENCY_MS", "5", "INFSTACK_CLASSIC__MAX_LATENCY_MS: Extra inputs"),
     ],

