@@ -279,6 +279,23 @@ def peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             *table(head, rows), ""]  # fmt: skip
 
 
+def embedding_peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """Embedding misses vs infinity-emb, same model, same client, same run (``infinity_ratio``)."""
+    rows = []
+    for name, data in results:
+        if data["benchmark"] != "embedding_peers":
+            continue
+        for cell, s in data["summary"].items():
+            ours, peer = s["ours"], s["infinity"]
+            rows.append([f"`{name}`", machine(data), cell, _num(ours["texts_per_s"]), _num(peer["texts_per_s"]),
+                         f"**{s['infinity_ratio']:.2f}x**", f"{_num(ours['p99_ms'])} / {_num(peer['p99_ms'])}",
+                         f"{ours['refused']} / {peer['refused']}"])  # fmt: skip
+    head = ["file", "machine", "texts per request x clients", "ours texts/s", "infinity-emb texts/s",
+            "infinity_ratio", "p99 ms ours / infinity", "refused ours / infinity"]  # fmt: skip
+    return ["## 5b. Embedding misses vs infinity-emb, same model (`make bench-embedding-peers`)", "",
+            *table(head, rows), ""]  # fmt: skip
+
+
 def embedding_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     rows = []
     for name, data in results:
@@ -399,6 +416,7 @@ def build(directory: Path) -> str:
         *classic_section(results),
         *peers_section(results),
         *embedding_section(results),
+        *embedding_peers_section(results),
         *soak_section(results),
         *layouts_section(results),
         *affinity_section(results),

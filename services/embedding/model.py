@@ -25,3 +25,24 @@ def load_sentence_model(model_id: str, device: str = "cpu") -> SentenceTransform
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(model_id, device=device)
+
+
+class TokenCounter:
+    """Counts the tokens the model reads (special tokens included, cut at its maximum length), for
+    OpenAI's ``usage``.
+
+    It has a tokenizer of its own: a Hugging Face fast tokenizer keeps its padding and truncation
+    settings as state, set by each call, so counting on the event loop (no padding) while the model
+    thread encodes a batch (padding) on the same tokenizer made some batches fail with "Unable to create
+    tensor" (seen under 8 concurrent clients).
+    """
+
+    def __init__(self, model: SentenceTransformer) -> None:
+        import copy
+
+        self.tokenizer = copy.deepcopy(model.tokenizer)
+        self.max_length = model.max_seq_length
+
+    def __call__(self, texts: list[str]) -> int:
+        encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        return sum(len(ids) for ids in encoded["input_ids"])

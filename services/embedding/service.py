@@ -22,7 +22,7 @@ from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
 from services.embedding.batcher import TextBatcher
 from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
-from services.embedding.model import load_sentence_model
+from services.embedding.model import TokenCounter, load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.request_id import with_request_ids
@@ -58,6 +58,7 @@ class EmbeddingCache:
         self.model_id = CONFIG.model_id
         self.model = load_sentence_model(CONFIG.model_id, CONFIG.device)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
+        self.token_counter = TokenCounter(self.model)
         self.store = WriteBehindStore(open_store(SETTINGS.cache, cache="embedding"))
         self.embedder = CachedEmbedder(
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
@@ -74,9 +75,8 @@ class EmbeddingCache:
         return await self.embedder.embed(texts, self.batcher.encode)
 
     def count_tokens(self, texts: list[str]) -> int:
-        """Tokens the model reads (special tokens included, cut at its maximum length), for ``usage``."""
-        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.model.max_seq_length)
-        return sum(len(ids) for ids in encoded["input_ids"])
+        """Tokens the model reads, for ``usage`` (services/embedding/model.py)."""
+        return self.token_counter(texts)
 
     @bentoml.api
     async def embed(
