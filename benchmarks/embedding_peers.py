@@ -7,9 +7,10 @@ Both serve the packaged all-MiniLM-L6-v2 directory on CPU, OpenAI's ``POST /v1/e
 answers): ours is ``bentoml serve services.embedding.service:EmbeddingCache`` with a fresh on-disk cache,
 so every text is a miss; infinity-emb runs from its own environment (``make peers-embedding``; it pins
 sentence-transformers < 4). A cell is T texts per request x C closed-loop clients for ``--seconds``;
-every text is new (~68 characters). One server runs at a time, rounds interleave them. Before the cells,
+every text is new (~68 characters). One server runs at a time, rounds interleave them; each cell waits
+for other jobs to calm down and records the cores they took meanwhile (``foreign_cores``). Before the cells,
 the same 20 texts are embedded by both and compared (cosine). Writes JSON (``infinity_ratio`` per cell)
-and a PNG.
+and a PNG; per cell the median of the rounds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, run_metadata
+from benchmarks.common import RESULTS_DIR, CpuMeter, run_metadata, wait_for_quiet
 from benchmarks.peers import PeerServer
 from scripts.procs import BentoServer
 
@@ -57,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cells", default="1x1,1x8,1x32,32x1,32x8,32x32", help="TEXTSxCLIENTS, comma separated")
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--quiet-wait-s", type=float, default=60, help="longest wait for other jobs before a cell")
     p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
     return p.parse_args(argv)
 
@@ -164,16 +166,21 @@ def main(argv: list[str] | None = None) -> None:
                     check[name] = asyncio.run(_vectors(server.url, sample))
                 texts = Texts(f"{name}{rnd}")
                 for per_request, clients in cells:
-                    cell = asyncio.run(_cell(server.url, texts, per_request, clients, args.seconds))
+                    pids = _pids(server)
+                    quiet = wait_for_quiet(pids, timeout_s=args.quiet_wait_s)
+                    with CpuMeter(pids) as meter:
+                        cell = asyncio.run(_cell(server.url, texts, per_request, clients, args.seconds))
+                    cell |= {"foreign_cores_before": round(quiet, 3), "cpu": meter.to_json()}
                     runs[name].setdefault(f"{per_request}x{clients}", []).append(cell)
-                    print(f"round {rnd} {name} {per_request}x{clients}: {cell['texts_per_s']:.0f} texts/s, "
-                          f"p99 {cell['p99_ms']} ms, refused {cell['refused']}", flush=True)  # fmt: skip
+                    print(f"round {rnd} {name} {per_request}x{clients}: {cell['texts_per_s']:.0f} texts/s, p99 "
+                          f"{cell['p99_ms']:.0f} ms, refused {cell['refused']}, other jobs {meter.foreign_cores:.2f} "
+                          "cores", flush=True)  # fmt: skip
             finally:
                 server.stop()
     summary = {}
     for per_request, clients in cells:
         key = f"{per_request}x{clients}"
-        ours, peer = (_mean(runs[n][key]) for n in ("ours", "infinity"))
+        ours, peer = (_median(runs[n][key]) for n in ("ours", "infinity"))
         summary[key] = {"ours": ours, "infinity": peer, "infinity_ratio": ours["texts_per_s"] / peer["texts_per_s"],
                         "p99_no_worse": (ours["p99_ms"] or 1e9) <= (peer["p99_ms"] or 0)}  # fmt: skip
     report = run_metadata("embedding_peers", PACKAGES) | {
@@ -200,13 +207,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out}")
 
 
-def _mean(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    def avg(key: str) -> float | None:
+def _pids(server: Any) -> list[int]:
+    proc = server.proc
+    return [proc.pid] if proc is not None else []
+
+
+def _median(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    def avg(key: str) -> float | None:  # the median round: one disturbed round does not move it
         values = [c[key] for c in cells if c[key] is not None]
-        return sum(values) / len(values) if values else None
+        return statistics.median(values) if values else None
 
     return {"texts_per_s": avg("texts_per_s"), "p50_ms": avg("p50_ms"), "p99_ms": avg("p99_ms"),
-            "refused": sum(c["refused"] for c in cells), "rounds": len(cells)}  # fmt: skip
+            "refused": sum(c["refused"] for c in cells), "rounds": len(cells),
+            "foreign_cores_max": max(c["cpu"]["foreign_cores"] for c in cells)}  # fmt: skip
 
 
 def _plot(path: Path, summary: dict[str, Any]) -> None:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from services.embedding.openai_api import BadRequest, answer, parse
+from services.embedding.openai_api import BadRequest, answer, parse, render
 from services.wire import from_base64
 
 SERVED, DIM = "all-MiniLM-L6-v2", 384
@@ -48,10 +48,17 @@ def test_bad_requests_name_the_field_and_the_limit(body: dict, status: int, para
 def test_the_answer_is_openais_list_of_embeddings_with_usage() -> None:
     vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
     request, _ = parsed(input=["a", "b"])
-    body = answer(request, SERVED, vectors, tokens=7)
+    body = json.loads(render(answer(request, SERVED, vectors, tokens=7)))  # as the client gets it
     assert body["object"] == "list" and body["model"] == SERVED
     assert body["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
     assert [d["index"] for d in body["data"]] == [0, 1] and body["data"][1]["embedding"] == [3.0, 4.0, 5.0]
     request, _ = parsed(input=["a", "b"], encoding_format="base64")
-    packed = answer(request, SERVED, vectors, tokens=7)
+    packed = json.loads(render(answer(request, SERVED, vectors, tokens=7)))
     np.testing.assert_array_equal(from_base64([d["embedding"] for d in packed["data"]]), vectors)
+
+
+def test_float_vectors_survive_the_json_exactly_as_float32() -> None:
+    vectors = np.random.default_rng(0).standard_normal((4, 384)).astype(np.float32)
+    request, _ = parsed(input=["a", "b", "c", "d"])
+    body = json.loads(render(answer(request, SERVED, vectors, tokens=1)))
+    np.testing.assert_array_equal(np.float32([d["embedding"] for d in body["data"]]), vectors)
