@@ -125,7 +125,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         server = BentoServer(params.target, env, Path(tmp) / "server.log").start()
         try:
             server_start_s = time.perf_counter() - started
-            model = load_sentence_model(settings.embedding.model_id, settings.embedding.device)
+            # the raw-encode baseline's model; the sweep compares rates with each other and needs none
+            model = (
+                None
+                if params.hit_rates
+                else load_sentence_model(settings.embedding.model_id, settings.embedding.device)
+            )
             bench = uvloop.run(measure(server, model, params))
         except BaseException:
             print(server.log_tail())

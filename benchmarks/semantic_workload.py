@@ -56,14 +56,13 @@ def near_duplicate(text: str, kind: str, rng: random.Random) -> str:
         return "  " + " ".join(words[:at]) + "  \n " + " ".join(words[at:]) + " "
     if kind == "edit":
         words = text.split(" ")
-        long = [i for i, w in enumerate(words) if len(w) > 3]
-        if rng.random() < 0.5 and len(words) > 4:
+        swaps = [(i, j) for i, w in enumerate(words) for j in range(1, len(w) - 2) if w[j] != w[j + 1]]
+        if rng.random() < 0.5 or not swaps:
             del words[rng.randrange(1, len(words))]  # drop one word
-        elif long:
-            i = rng.choice(long)
+        else:
+            i, j = rng.choice(swaps)
             w = words[i]
-            j = rng.randrange(1, len(w) - 2)
-            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2 :]  # a typo: two letters swapped
+            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2 :]  # a typo: two different letters swapped
         return " ".join(words)
     raise ValueError(f"unknown near-duplicate kind {kind!r}")
 

@@ -36,6 +36,7 @@ def test_the_workload_sends_bases_first_then_every_kind_once_per_base() -> None:
     assert [r.kind for r in requests[:2]] == ["base", "base"]
     later = requests[2:]
     assert sorted(r.kind for r in later) == sorted([*SAME_PARAMS, *OTHER_PARAMS] * 2)
+    assert len({r.text for r in requests if r.kind in ("base", *SAME_PARAMS)}) == 2 * 5  # never an exact copy
     other = {r.kind: r.payload for r in later if r.base == 0 and r.kind in OTHER_PARAMS}
     assert other["other_max_tokens"]["max_tokens"] == 40
     assert (other["other_temperature_seed"]["temperature"], other["other_temperature_seed"]["seed"]) == (
