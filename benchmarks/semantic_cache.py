@@ -75,6 +75,19 @@ def prompts(count: int, seed: int) -> list[str]:
     return [f"{rng.choice(verbs)}: {text}" for text in sentences(count, rng, set())]
 
 
+async def embed_round_trip(url: str, count: int = 30) -> dict[str, float]:
+    """What one prompt embedding costs through the gateway (``POST /embed`` of one new text, one at a
+    time): the semantic cache pays it on every deterministic request that misses the exact cache."""
+    rng = random.Random(99)
+    latencies = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        for text in sentences(count, rng, set()):
+            started = time.perf_counter()
+            (await client.post("/embed", json={"texts": [text]})).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+    return latency_summary_ms(latencies[5:])  # the first few warm the path up
+
+
 async def send_all(url: str, requests: list[Request]) -> list[dict[str, Any]]:
     """One request at a time, in order: status, cache header, latency, the answer's id and text."""
     out = []
@@ -107,6 +120,10 @@ def summarize(requests: list[Request], answers: list[dict[str, Any]], raw: list[
         "latency_ms_all": latency_summary_ms([a["latency_s"] for a in answers]),
         "latency_ms_near_duplicates": latency_summary_ms([a["latency_s"] for a in near]),
         "wall_s": round(sum(a["latency_s"] for a in answers), 3),
+        "latency_ms_by_cache": {
+            c: latency_summary_ms([a["latency_s"] for a in answers if a["cache"] == c])
+            for c in sorted({a["cache"] for a in answers})
+        },
         "semantic_hits_unlike_the_model": sum(answers[i]["text"] != raw[i]["text"] for i in hits)
         if raw
         else None,
@@ -169,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ensure_models()  # the whole Bento serves the classic models too
     answers: dict[str, list[dict[str, Any]]] = {}
     quiet: dict[str, float] = {}
+    embed_ms: dict[str, dict[str, float]] = {}
     for name, changes in targets.items():
         print(f"== {name}: starting", flush=True)
         target: RawEngine | BentoTarget
@@ -180,10 +198,14 @@ def main(argv: list[str] | None = None) -> None:
         try:
             quiet[name] = round(wait_for_quiet(target.pids(), timeout_s=args.quiet_wait_s), 3)
             answers[name] = asyncio.run(send_all(target.url, requests))
+            if changes and changes.get("semantic_cache"):
+                embed_ms[name] = asyncio.run(embed_round_trip(target.url))
         finally:
             target.stop()
     table, _ = sweep(requests, thresholds)
     results = {name: summarize(requests, a, answers.get("raw")) for name, a in answers.items()}
+    for name, ms in embed_ms.items():
+        results[name]["embed_round_trip_ms"] = ms
     report = run_metadata("semantic_cache", PACKAGES) | {
         "argv": ["python", "-m", "benchmarks", "semantic_cache", *sys.argv[1:]],
         "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
