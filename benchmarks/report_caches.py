@@ -29,18 +29,19 @@ def semantic_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     for name, data in _semantic(results):
         for target, r in data["targets"].items():
             unlike = r.get("semantic_hits_unlike_the_model")
+            embed = (r.get("embed_round_trip_ms") or {}).get("p50")
             rows.append([f"`{name}`", machine(data), target, _threshold(data, target),
                          f"**{r['near_duplicates_answered']:.0%}**", str(r["wrong_params"]), str(r["wrong_base"]),
                          "-" if unlike is None else str(unlike),
                          f"{_num(r['latency_ms_near_duplicates']['p50'], 1)} / {_num(r['latency_ms_near_duplicates']['p99'], 1)}",
-                         "yes" if r["issue_target_met"] else "no"])  # fmt: skip
+                         _num(embed, 1), "yes" if r["issue_target_met"] else "no"])  # fmt: skip
         sweeps.append(f"- `{name}`, replayed with the service's own index: " + ", ".join(
             f"{t}: {s['near_duplicates_answered']:.0%} (wrong {s['wrong_params'] + s['wrong_base']})"
             for t, s in data["sweep"].items()))  # fmt: skip
         commands.append(f"- `{name}`: {command(data, name)}")
     head = ["file", "machine", "target", "semantic threshold", "near-duplicates answered (same params)",
             "wrong: hit with other params", "wrong: another prompt's answer", "hits unlike the model's own answer",
-            "near-duplicate latency p50 / p99 ms", ">= 80%, 0 wrong"]  # fmt: skip
+            "near-duplicate latency p50 / p99 ms", "one prompt embedding p50 ms", ">= 80%, 0 wrong"]  # fmt: skip
     return ["## 2d. Semantic cache on near-duplicate prompts: the Bento with it on vs exact only vs raw vLLM", "",
             "Near-duplicates: case, punctuation, whitespace, small edits of earlier prompts, temperature 0. "
             "Mixed in: near-duplicates with other sampling parameters, where any semantic hit is wrong.", "",
