@@ -75,7 +75,7 @@ def test_static_batching_semantic_cache_and_hit_rate_sweep_sections() -> None:
     report = build(FIXTURE)
     static = row(report, "llm_static_batching_cpu.json", "rate=2", "B=16, 50 ms")
     assert "1.99 / 1.39" in static and "**1.43x**" in static and "1.31x" in static  # relay / static too
-    assert "TTFT <= 500.0 ms, TPOT <= 25.0 ms" in static
+    assert "TTFT <= 500.0 ms, TPOT <= 25.0 ms" in static and "98% / 74%" in static
     assert "**84%**" in row(report, "semantic_cache_cpu.json", "| semantic |", "0.95")
     assert "off (exact only)" in row(report, "semantic_cache_cpu.json", "| exact |")
     assert "0.8: 98% (wrong 4)" in report  # the replayed sweep counts answers from another prompt
