@@ -2,7 +2,8 @@
 
 python -m benchmarks llm_serving --help     # the whole Bento vs raw vLLM (TTFT, TPOT, ITL, E2EL, tok/s)
 python -m benchmarks classic_batching ...   # adaptive batching on vs off
-python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode
+python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode (--hit-rates: a sweep)
+python -m benchmarks semantic_cache ...     # near-duplicate prompts: semantic cache on vs exact only vs raw
 python -m benchmarks embedding_peers ...    # embedding misses vs infinity-emb (make bench-embedding-peers)
 python -m benchmarks profile_trace ...      # a vLLM profiler trace and its top kernels
 python -m benchmarks soak --minutes 10      # mixed load at 80% of peak: lost, corrupted, 5xx, RSS
@@ -18,6 +19,7 @@ SCENARIOS = {
     "llm_serving": "benchmarks.llm_serving",
     "classic_batching": "benchmarks.classic_batching",
     "embedding_cache": "benchmarks.embedding_cache",
+    "semantic_cache": "benchmarks.semantic_cache",
     "embedding_peers": "benchmarks.embedding_peers",
     "profile_trace": "benchmarks.profile_trace",
     "soak": "benchmarks.soak",

@@ -2,6 +2,10 @@
 latency, and raw sentence-transformers ``encode`` on the same texts, in one run on one machine.
 
     python -m benchmarks.embedding_cache [--batch-size 64] [--concurrency 1 4] [--rounds 4] [--target M:C]
+    python -m benchmarks.embedding_cache --hit-rates 0 25 50 75 90 100 [--sweep-requests 24] --name NAME
+
+With ``--hit-rates`` it runs the hit-rate sweep instead (benchmarks/embedding_sweep.py): each request
+partly cached, texts/s and request p50/p99 per rate, on the same server and client.
 
 It serves ``services.embedding.service:EmbeddingCache`` with ``bentoml serve`` (``scripts.procs.BentoServer``;
 disk cache in a fresh temporary directory) and drives it from this process over loopback: asyncio +
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,6 +40,7 @@ import uvloop
 from benchmarks.common import RESULTS_DIR, run_metadata, write_result
 from benchmarks.embedding_load import Bench
 from benchmarks.embedding_report import after_load, evaluate, plot, report, single_hit_summary, summarize
+from benchmarks.embedding_sweep import plot_sweep, run_sweep, summarize_sweep, sweep_table
 from scripts.procs import BentoServer
 
 NAME = "embedding_cache"
@@ -54,6 +60,9 @@ class Params:
     warmup_requests: int = 12
     quiet_wait_s: float = 20.0
     seed: int = 0
+    hit_rates: tuple[float, ...] = ()
+    sweep_requests: int = 24
+    name: str = NAME
     target: str = TARGET
     results_dir: Path = RESULTS_DIR
 
@@ -80,16 +89,22 @@ def parse_args(argv: Sequence[str] | None = None) -> Params:
         help="longest wait for other jobs before a block",
     )
     add("--seed", type=int, default=d.seed)
+    add("--hit-rates", type=float, nargs="*", default=[], help="percent: run the hit-rate sweep instead")
+    add("--sweep-requests", type=int, default=d.sweep_requests, help="requests per sweep block")
+    add("--name", default=d.name, help="result file name (without .json)")
     add("--target", default=d.target, help="service to serve (module:Class), e.g. a variant under test")
     add("--results-dir", type=Path, default=d.results_dir, help="where the JSON and PNG go")
     args = vars(parser.parse_args(argv))
-    return Params(**args | {"concurrency": tuple(args["concurrency"])})
+    return Params(**args | {"concurrency": tuple(args["concurrency"]), "hit_rates": tuple(args["hit_rates"])})
 
 
 async def measure(server: BentoServer, model: Any, params: Params) -> Bench:
     bench = Bench(server, model, params)
     async with bench.client:
-        await bench.run()
+        if params.hit_rates:
+            await run_sweep(bench, params.hit_rates, params.sweep_requests)
+        else:
+            await bench.run()
     return bench
 
 
@@ -110,13 +125,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         server = BentoServer(params.target, env, Path(tmp) / "server.log").start()
         try:
             server_start_s = time.perf_counter() - started
-            model = load_sentence_model(settings.embedding.model_id, settings.embedding.device)
+            # the raw-encode baseline's model; the sweep compares rates with each other and needs none
+            model = (
+                None
+                if params.hit_rates
+                else load_sentence_model(settings.embedding.model_id, settings.embedding.device)
+            )
             bench = uvloop.run(measure(server, model, params))
         except BaseException:
             print(server.log_tail())
             raise
         finally:
             server.stop()
+    if params.hit_rates:
+        return finish_sweep(result, params, bench, settings, env, started)
     result |= {
         "target": params.target,
         "settings": settings.model_dump(mode="json"),
@@ -134,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     result["targets"] = evaluate(result)
     result["runtime_s"] = round(time.perf_counter() - started, 1)
     result["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    json_path = write_result(NAME, result, params.results_dir)
+    json_path = write_result(params.name, result, params.results_dir)
     machine, commit = result["machine"], (result["git"]["commit"] or "?")[:10]
     title = (
         f"embedding cache, {params.batch_size} texts/request, {machine['cpu_model']}, {machine['cpu_cores']} "
@@ -142,6 +164,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     plot(json_path.with_suffix(".png"), result, title)
     print(report(result))
+    print(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")
+
+
+def finish_sweep(result: dict[str, Any], params: Params, bench: Bench, settings: Any, env: dict[str, str],
+                 started: float) -> None:  # fmt: skip
+    """The sweep's result file (its own shape: ``hit_rate_sweep`` instead of ``summary``), PNG and table."""
+    result |= {
+        "target": params.target,
+        "settings": settings.model_dump(mode="json"),
+        "env": env,
+        "argv": ["python", "-m", "benchmarks", "embedding_cache", *sys.argv[1:]],
+        "params": asdict(params) | {"results_dir": str(params.results_dir)},
+        "other_jobs_cores_at_block_start": [round(x, 3) for x in bench.load_at_start],
+        "hit_rate_sweep": summarize_sweep(bench.blocks),
+        "blocks": [m.to_json() for m in bench.blocks],
+        "runtime_s": round(time.perf_counter() - started, 1),
+    }
+    json_path = write_result(params.name, result, params.results_dir)
+    plot_sweep(json_path.with_suffix(".png"), result["hit_rate_sweep"],
+               f"embedding cache hit-rate sweep, {params.batch_size} texts/request, {result['machine']['cpu_model']}")  # fmt: skip
+    print(sweep_table(result["hit_rate_sweep"]))
     print(f"\nwrote {json_path} and {json_path.with_suffix('.png')}")
 
 

@@ -159,7 +159,10 @@ class Bench:
         rnd: int,
         requests: Sequence[list[str]],
         record: bool = True,
+        cached: int | None = None,
     ) -> None:
+        """One closed-loop run; every answer's ``cache_hits`` must be what was planned: all texts for
+        ``hit``, ``cached`` per request when given (a hit-rate sweep), else none."""
         payloads = [body(texts, fmt) for texts in requests]
         calls: list[Callable[[], Awaitable[int]]] = [partial(post_embed, self.client, p) for p in payloads]
         model_before = await server_model_seconds(self.client)
@@ -167,7 +170,9 @@ class Bench:
             result = await closed_loop(calls, concurrency)
         model_after = await server_model_seconds(self.client)
         served = [(texts, hits) for texts, hits in zip(requests, result.results, strict=True) if hits != SHED]
-        expected = [len(texts) if path == "hit" else 0 for texts, _ in served]
+        expected = [
+            cached if cached is not None else len(texts) if path == "hit" else 0 for texts, _ in served
+        ]
         if [hits for _, hits in served] != expected:
             raise RuntimeError(f"{path} run: cache_hits {result.results[:6]}... expected {expected[:6]}...")
         busy = model_after - model_before if model_before is not None and model_after is not None else None

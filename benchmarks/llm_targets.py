@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -38,7 +39,7 @@ def _role(proc: psutil.Process) -> str:
     """Which part of the serving stack a process is (vLLM renames its processes with setproctitle)."""
     text = " ".join(proc.cmdline()) or proc.name()
     for needle, role in (("EngineCore", "vllm_engine_core"), ("VLLM::Worker", "vllm_worker"),
-                         ("api_server", "vllm_api_server"), ("_bentoml_impl.worker", "bento_worker"),
+                         ("api_server", "vllm_api_server"), ("static_batcher", "static_batcher"), ("_bentoml_impl.worker", "bento_worker"),
                          ("bentoml", "bento_supervisor"), ("circus", "bento_supervisor")):  # fmt: skip
         if needle in text:
             return role
@@ -128,6 +129,46 @@ class RawEngine:
         if self.proc is not None:
             procs.stop_process_group(self.proc)
         self.proc = None
+
+
+class StaticBatchTarget:
+    """Raw vLLM (same settings, same engine command) behind ``benchmarks/static_batcher.py``: the static
+    batching a user would otherwise build, on the very engine continuous batching is measured on.
+    ``max_batch`` 0 is the same relay without batching, to tell the relay's cost from the policy's."""
+
+    def __init__(self, name: str, settings: LLMSettings, env: dict[str, str], workdir: Path, max_batch: int,
+                 max_wait_ms: float) -> None:  # fmt: skip
+        self.name = name
+        self.engine = RawEngine(settings, env, workdir / f"{name}-engine.log", name=f"{name}-engine")
+        self.port = procs.free_port()
+        self.command = [sys.executable, "-m", "benchmarks.static_batcher", "--upstream", self.engine.url,
+                        "--port", str(self.port), "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.engine.log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout_s: float) -> StaticBatchTarget:
+        self.engine.start(ready_timeout_s)
+        with (self.log_path.parent / f"{self.name}-batcher.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            procs.wait_until(lambda: httpx.get(f"{self.url}/health", timeout=2).status_code == 200, 60,
+                             "static batcher", self.proc)  # fmt: skip
+        except Exception:
+            self.stop()
+            raise RuntimeError("the static batcher failed to start") from None
+        return self
+
+    def pids(self) -> list[int]:
+        return [*self.engine.pids(), *([self.proc.pid] if self.proc else [])]
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            procs.stop_process_group(self.proc)
+        self.proc = None
+        self.engine.stop()
 
 
 class BentoTarget:

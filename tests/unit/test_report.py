@@ -30,7 +30,10 @@ def test_claims_are_judged_from_the_measured_ratio() -> None:
     fp8 = row(report, "FP8 weights: 1.8-2.5x")
     assert "1.43x" in fp8 and fp8.endswith("| no |")  # measured below the claimed 1.8x
     assert "not measured in a committed run" in row(report, "Prefix caching")
-    assert "not measured here yet" in row(report, "Continuous batching")
+    batching = row(report, "Continuous batching: 2-3x")
+    assert "1.28x at rate=8" in batching and batching.endswith("| no |")  # judged at the heaviest rate
+    semantic = row(report, "Semantic cache: >= 80%")
+    assert "84% answered, 0 wrong" in semantic and "0.96" in semantic and semantic.endswith("| yes |")
     zipf = row(report, "Zipf-popular")
     assert "3.40x requests/s" in zipf and zipf.endswith("| yes |")  # >= 3x and TTFT p50 lower
 
@@ -66,3 +69,15 @@ def test_layouts_and_routing_are_compared_within_their_own_run() -> None:
     )  # -21%: short of -40%
     assert row(report, "Prefix-aware routing", "affinity_cache_bound at rate=inf").endswith("| yes |")
     assert "--targets '' --baseline round_robin" in report  # an empty argument survives a copy-paste
+
+
+def test_static_batching_semantic_cache_and_hit_rate_sweep_sections() -> None:
+    report = build(FIXTURE)
+    static = row(report, "llm_static_batching_cpu.json", "rate=2", "B=16, 50 ms")
+    assert "1.99 / 1.39" in static and "**1.43x**" in static and "1.31x" in static  # relay / static too
+    assert "TTFT <= 500.0 ms, TPOT <= 25.0 ms" in static and "98% / 74%" in static
+    assert "**84%**" in row(report, "semantic_cache_cpu.json", "| semantic |", "0.95")
+    assert "off (exact only)" in row(report, "semantic_cache_cpu.json", "| exact |")
+    assert "0.8: 98% (wrong 4)" in report  # the replayed sweep counts answers from another prompt
+    full = row(report, "embedding_cache_sweep_cpu.json", "| 4 |", "| 100% |")
+    assert "**42.78x**" in full and "10.9" in full
