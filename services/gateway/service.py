@@ -43,7 +43,7 @@ from services.llm.backends import (
     EngineBackend,
     LLMBackend,
     ServiceBackend,
-    as_vector,
+    embed_prompt,
     engine_backend,
 )
 from services.llm.generate import generate
@@ -80,7 +80,7 @@ class Gateway:
         self._engine_doc: dict[str, Any] | None = None
 
     async def _embed_prompt(self, text: str) -> np.ndarray:
-        return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
+        return await embed_prompt(self.embedding_upstream, text)
 
     async def __metrics__(self, content: str) -> str:
         """Split into pods (on one host ``MetricsFromLLMService`` answers instead): every service's own

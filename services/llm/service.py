@@ -15,19 +15,20 @@ from starlette.applications import Starlette
 
 from services.bentoml_adapter import (
     assigned_gpus,
+    dependency_url,
     fix_bentoml,
     mark_streaming,
     stop_server,
     worker_index,
 )
 from services.gpu_metrics import gpu_capability, gpu_exposition, gpu_total_mib
-from services.llm.backends import EngineBackend, as_vector, engine_backend
+from services.llm.backends import EngineBackend, as_vector, embed_prompt, engine_backend
 from services.llm.engine import engine_command, store_tag
 from services.llm.generate import generate
 from services.llm.routes import llm_routes
 from services.llm.supervision import EngineWatch, StartupError, preflight
 from services.metrics_exposition import engine_families
-from services.relay import freeze_gc_on_start
+from services.relay import Upstream, freeze_gc_on_start
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -72,11 +73,17 @@ class LLM:
             stop_server(str(exc))
             raise
         self.llm_backend = engine_backend(SETTINGS, self._embed_prompt if CONFIG.semantic_cache else None)
+        self._embeddings: Upstream | None = None  # the embedding service, for the semantic cache
         # BentoML starts the engine in the first worker only: that worker restarts it when it dies.
         self.engine_watch = EngineWatch(self.llm_backend.engines, owns_engine=worker_index() == 1)
 
     async def _embed_prompt(self, text: str) -> np.ndarray:
-        return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
+        url = dependency_url("embedding_cache")  # None: the dependency lives in this process
+        if url is None:
+            return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
+        if self._embeddings is None:
+            self._embeddings = Upstream("embedding_cache service", url)
+        return await embed_prompt(self._embeddings, text)
 
     def __command__(self) -> list[str]:
         return engine_command(CONFIG)
