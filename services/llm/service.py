@@ -73,16 +73,16 @@ class LLM:
             stop_server(str(exc))
             raise
         self.llm_backend = engine_backend(SETTINGS, self._embed_prompt if CONFIG.semantic_cache else None)
-        self._embeddings: Upstream | None = None  # the embedding service, for the semantic cache
+        # The embedding service for the semantic cache, through the relay; None where BentoML built it
+        # inside this process (then its client is the only way to it).
+        url = dependency_url("embedding_cache") if CONFIG.semantic_cache else None
+        self._embeddings = Upstream("embedding_cache service", url) if url is not None else None
         # BentoML starts the engine in the first worker only: that worker restarts it when it dies.
         self.engine_watch = EngineWatch(self.llm_backend.engines, owns_engine=worker_index() == 1)
 
     async def _embed_prompt(self, text: str) -> np.ndarray:
-        url = dependency_url("embedding_cache")  # None: the dependency lives in this process
-        if url is None:
-            return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
         if self._embeddings is None:
-            self._embeddings = Upstream("embedding_cache service", url)
+            return as_vector(await self.embeddings.to_async.embed(texts=[text], normalize=True))
         return await embed_prompt(self._embeddings, text)
 
     def __command__(self) -> list[str]:
@@ -106,6 +106,8 @@ class LLM:
     @bentoml.on_shutdown
     async def _close(self) -> None:
         await self.llm_backend.close()
+        if self._embeddings is not None:
+            await self._embeddings.close()
 
     generate = bentoml.api(generate)  # services/llm/generate.py, shared with the gateway
 
