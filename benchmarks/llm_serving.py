@@ -70,6 +70,7 @@ from benchmarks.llm_targets import (
     engine_facts,
 )
 from benchmarks.roofline import copy_bandwidth_bytes_per_s, decode_floor, versus_floor
+from models.write_arch_config import QUANT_SCHEMES
 from services.llm import compat
 from services.llm.engine import resolve_model, served_model_name
 from services.settings import LLMSettings, load_settings
@@ -120,6 +121,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="another raw vLLM target with these LLMSettings changed, e.g. fp8:quantization=fp8")
     p.add_argument("--bento-variant", action="append", default=[], metavar="NAME:FIELD=VALUE,...",
                    help="another whole-Bento target with these LLMSettings changed, e.g. tp2:tensor_parallel_size=2")
+    p.add_argument("--checkpoint-variant", action="append", default=[], metavar="NAME:SCHEME",
+                   help="with --preset: a Bento target serving the same shape as a quantized checkpoint "
+                        "(w4a16-gptq, w4a16-awq or fp8-dynamic; dummy weights in that format)")
     p.add_argument("--baseline", default="raw", help="the target every other one is compared with")
     p.add_argument("--prefix-len", type=int, default=0,
                    help="tokens of one random prefix shared by every prompt (a system prompt)")
@@ -152,6 +156,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--slo-ttft-ms and --slo-tpot-ms go together")
     if bad := [v for v in args.variant + args.bento_variant if ":" not in v or "=" not in v]:
         p.error(f"--variant wants NAME:FIELD=VALUE[,FIELD=VALUE], got {bad}")
+    if args.checkpoint_variant and not args.preset:
+        p.error("--checkpoint-variant needs --preset (the shape it writes in the quantized format)")
+    if bad := [v for v in args.checkpoint_variant if v.partition(":")[2] not in QUANT_SCHEMES]:
+        p.error(
+            f"--checkpoint-variant wants NAME:SCHEME with SCHEME one of {', '.join(QUANT_SCHEMES)}, got {bad}"
+        )
     for flag in ("engine_env", "bento_env"):
         if bad := [e for e in getattr(args, flag) if "=" not in e]:
             p.error(f"--{flag.replace('_', '-')} wants KEY=VALUE, got {bad}")
@@ -186,6 +196,25 @@ def variants(specs: list[str], settings: LLMSettings) -> dict[str, tuple[LLMSett
         name, _, changes = spec.partition(":")
         overrides = {k: _value(v) for k, _, v in (c.partition("=") for c in changes.split(","))}
         out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides), overrides)
+    return out
+
+
+def checkpoint_variants(
+    args: argparse.Namespace, settings: LLMSettings, workdir: Path
+) -> dict[str, tuple[LLMSettings, dict[str, Any]]]:
+    """``--checkpoint-variant`` targets: the preset's shape written as a quantized checkpoint, served
+    under the baseline's model name so that one client drives every target."""
+    from models.write_arch_config import write_arch_config
+
+    out = {}
+    for spec in args.checkpoint_variant:
+        name, _, scheme = spec.partition(":")
+        model_dir = write_arch_config(
+            args.preset, workdir / f"{args.preset}-{scheme}", args.num_layers, scheme
+        )
+        overrides = {"model": str(model_dir), "served_model_name": served_model_name(settings)}
+        out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides),
+                     {"checkpoint_scheme": scheme, **overrides})  # fmt: skip
     return out
 
 
@@ -472,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
     commands: dict[str, Any] = {}
     engine_logs: dict[str, list[str]] = {}
     extra = variants(args.variant, settings)
-    bento_extra = variants(args.bento_variant, settings)
+    bento_extra = variants(args.bento_variant, settings) | checkpoint_variants(args, settings, workdir)
     if "gateway" in args.targets.split(",") or bento_extra:  # the whole Bento serves the classic models too
         from models.train_classic import ensure_models
 

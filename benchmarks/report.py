@@ -194,7 +194,9 @@ def claims_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                      f"{r['target']} at {r['load']} (`{r['file']}`)", "yes" if held else "no"])  # fmt: skip
     from benchmarks.report_batching import batching_claim  # these modules build on this one's helpers
     from benchmarks.report_caches import semantic_claim
+    from benchmarks.report_quant import fp8_checkpoint_claim
 
+    rows += fp8_checkpoint_claim(results)
     rows.append(batching_claim(results))
     rows.append(semantic_claim(results))
     rows += [[claim, why, "-"] for claim, why in NOT_MEASURED]
@@ -346,10 +348,14 @@ def _gpus(data: dict[str, Any], target: str) -> str:
 
 
 def layouts_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    from benchmarks.report_quant import is_checkpoint_run
+
     rows, commands = [], []
     for name, data in _compared_bentos(results):
         if any("routing" in changes for changes in (data["load"].get("variants") or {}).values()):
             continue  # routing runs: section 7b
+        if is_checkpoint_run(data):
+            continue  # quantized checkpoints: section 2e
         base = data["baseline"]
         model = Path(str(data.get("engine_settings", {}).get("model", "?"))).name
         for target, by_load in data["results"].items():
@@ -404,6 +410,7 @@ def affinity_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
 def build(directory: Path) -> str:
     from benchmarks.report_batching import batching_section  # these modules build on this one's helpers
     from benchmarks.report_caches import embedding_sweep_section, semantic_section
+    from benchmarks.report_quant import quant_section
 
     results = load_results(directory)
     lines = [
@@ -419,6 +426,7 @@ def build(directory: Path) -> str:
         *zipf_section(results),
         *batching_section(results),
         *semantic_section(results),
+        *quant_section(results),
         *roofline_section(results),
         *classic_section(results),
         *peers_section(results),

@@ -78,6 +78,36 @@ PRESETS: dict[str, Preset] = {
                                      "max_window_layers": 21}),
 }  # fmt: skip
 
+# The quantization_config that `python -m models.quantize` (llmcompressor 0.14, compressed-tensors 0.19)
+# writes for each scheme, so that a dummy-weight checkpoint of a real shape runs the same vLLM kernels as a
+# quantized one: speed needs the shape and the format, not learned weights. CI checks these against the
+# quantizer's real output (tests/integration/test_quantization.py).
+_W4A16 = {"actorder": None, "block_structure": None, "dynamic": False, "group_size": 128, "num_bits": 4,
+          "observer": "memoryless_minmax", "observer_kwargs": {}, "scale_dtype": None, "strategy": "group",
+          "symmetric": True, "type": "int", "zp_dtype": None}  # fmt: skip
+_FP8 = {"actorder": None, "block_structure": None, "group_size": None, "num_bits": 8, "observer_kwargs": {},
+        "scale_dtype": None, "symmetric": True, "type": "float", "zp_dtype": None}  # fmt: skip
+_SCHEME_GROUPS = {
+    "w4a16-gptq": ("pack-quantized", None, {**_W4A16, "actorder": "static"}),
+    "w4a16-awq": ("pack-quantized", None, {**_W4A16, "symmetric": False, "zp_dtype": "torch.int8"}),
+    "fp8-dynamic": ("float-quantized",
+                    {**_FP8, "dynamic": True, "observer": None, "strategy": "token"},
+                    {**_FP8, "dynamic": False, "observer": "memoryless_minmax", "strategy": "channel"}),
+}  # fmt: skip
+QUANT_SCHEMES = tuple(_SCHEME_GROUPS)
+
+
+def quantization_config(scheme: str) -> dict:
+    """config.json's ``quantization_config`` for one of models.quantize's schemes."""
+    fmt, activations, weights = _SCHEME_GROUPS[scheme]
+    group = {"format": fmt, "input_activations": activations, "output_activations": None,
+             "targets": ["Linear"], "weights": weights}  # fmt: skip
+    return {"config_groups": {"group_0": group}, "format": fmt, "global_compression_ratio": None,
+            "ignore": ["lm_head"], "kv_cache_scheme": None, "quant_method": "compressed-tensors",
+            "quantization_status": "compressed", "sparsity_config": {}, "transform_config": {},
+            "version": "0.19.0"}  # fmt: skip
+
+
 _LLAMA3_NAMED = {128000: "<|begin_of_text|>", 128001: "<|end_of_text|>", 128004: "<|finetune_right_pad_id|>",
                  128006: "<|start_header_id|>", 128007: "<|end_header_id|>", 128008: "<|eom_id|>",
                  128009: "<|eot_id|>", 128010: "<|python_tag|>"}  # fmt: skip
@@ -175,12 +205,18 @@ def build_tokenizer(family: str, vocab_size: int):  # -> tokenizers.Tokenizer
     return tok
 
 
-def write_arch_config(preset: str, out_dir: Path, num_layers: int | None = None) -> Path:
-    """Write config.json, generation_config.json, tokenizer.json and tokenizer_config.json."""
+def write_arch_config(
+    preset: str, out_dir: Path, num_layers: int | None = None, quant_scheme: str | None = None
+) -> Path:
+    """Write config.json, generation_config.json, tokenizer.json and tokenizer_config.json; with
+    ``quant_scheme`` the config declares that checkpoint format (vLLM's dummy loader then fills the packed
+    int4 or fp8 tensors and their scales)."""
     spec = PRESETS[preset]
     cfg = dict(spec.config)
     if num_layers:
         cfg["num_hidden_layers"] = num_layers
+    if quant_scheme:
+        cfg["quantization_config"] = quantization_config(quant_scheme)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
@@ -200,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="llama-3.1-8b")
     parser.add_argument("--out", type=Path, help="output directory (default: ./<preset>)")
     parser.add_argument("--num-layers", type=int, default=None, help="override num_hidden_layers")
+    parser.add_argument("--quant-scheme", choices=QUANT_SCHEMES, help="declare this quantized format")
     parser.add_argument("--list", action="store_true", help="print the presets and their sizes")
     args = parser.parse_args(argv)
     if args.list:
@@ -207,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             n = param_count(spec.config)
             print(f"{name:14s} {n / 1e9:5.2f} B params, {2 * n / 2**30:5.1f} GiB in bf16")
         return
-    out = write_arch_config(args.preset, args.out or Path(args.preset), args.num_layers)
+    out = write_arch_config(args.preset, args.out or Path(args.preset), args.num_layers, args.quant_scheme)
     cfg = json.loads((out / "config.json").read_text())
     n = param_count(cfg)
     log(f"{args.preset}: {n / 1e9:.2f} B params, dummy weights need ~{2 * n / 2**30:.1f} GiB in bf16")

@@ -10,6 +10,7 @@ import bentoml
 import httpx
 import pytest
 
+from models.write_arch_config import quantization_config
 from scripts.procs import BentoServer
 from tests.conftest import GATEWAY_TARGET, QUANT_SCHEMES, gateway_env
 
@@ -34,6 +35,8 @@ def test_quantizer_registers_a_compressed_tensors_checkpoint_with_its_provenance
     assert meta["source_architecture"] == "LlamaForCausalLM"
     config = json.loads((Path(model.path) / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "compressed-tensors" and config["format"] == FORMATS[scheme]
+    # the GPU benchmarks' dummy-weight checkpoints declare exactly this format (models/write_arch_config.py)
+    assert config == quantization_config(scheme)
     if scheme == "fp8-dynamic":  # data-free: activations are scaled per token at run time
         assert meta["calibration_set"] == "none" and meta["calibration_blocks"] == 0
     else:

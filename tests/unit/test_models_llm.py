@@ -137,6 +137,30 @@ def test_num_layers_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert cfg["num_hidden_layers"] == 2 and cfg["hidden_size"] == 2048
 
 
+@pytest.mark.parametrize("scheme", arch.QUANT_SCHEMES)
+def test_quant_scheme_declares_the_quantizers_format(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dummy-weight checkpoint in each format models.quantize makes (CI compares the configs with
+    the quantizer's real output: tests/integration/test_quantization.py)."""
+    from models.quantize import SCHEMES
+
+    assert set(arch.QUANT_SCHEMES) == set(SCHEMES)
+    monkeypatch.setattr(arch, "save_tokenizer", lambda *args, **kwargs: None)
+    cfg = json.loads(
+        (arch.write_arch_config("llama-3.1-8b", tmp_path, quant_scheme=scheme) / "config.json").read_text()
+    )
+    quant = cfg["quantization_config"]
+    assert quant["quant_method"] == "compressed-tensors" and quant["ignore"] == ["lm_head"]
+    weights = quant["config_groups"]["group_0"]["weights"]
+    assert weights["num_bits"] == (8 if scheme == "fp8-dynamic" else 4)
+    assert weights["symmetric"] is (scheme != "w4a16-awq")  # AWQ keeps zero points
+    plain = json.loads(
+        (arch.write_arch_config("llama-3.1-8b", tmp_path / "bf16") / "config.json").read_text()
+    )
+    assert "quantization_config" not in plain
+
+
 @pytest.mark.parametrize("preset", ["llama-3.1-8b", "qwen2.5-0.5b"])
 def test_arch_tokenizer_has_exactly_vocab_size(preset: str, arch_dirs: dict[str, Path]) -> None:
     from tokenizers import Tokenizer
