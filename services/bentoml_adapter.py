@@ -37,6 +37,24 @@ def assigned_gpus() -> list[int] | None:
     return [int(i) for i in visible.split(",") if i.strip().isdigit()]
 
 
+def gpu_assignment_error(service: str, gpus_on_machine: int | None) -> str | None:
+    """Why this service cannot use the GPUs BentoML gave it, or None. BentoML's allocator hands out
+    indices past the last GPU, with only a warning, when the services together ask for more GPUs than
+    the machine has (seen on a 1-GPU H200: the LLM worker then crashed at start, forever)."""
+    assigned = assigned_gpus()
+    if assigned is None or gpus_on_machine is None:
+        return None
+    missing = [i for i in assigned if i >= gpus_on_machine]
+    if not missing:
+        return None
+    return (
+        f"BentoML gave the {service} service GPU {','.join(map(str, missing))}, but this machine has "
+        f"{gpus_on_machine} GPU(s): the Bento's services together ask for more GPUs than there are (the "
+        "LLM service tensor x pipeline x data parallel size, the embedding service one of its own with "
+        "INFSTACK_EMBEDDING__DEVICE=cuda). To share a GPU, name it: INFSTACK_EMBEDDING__DEVICE=cuda:0"
+    )
+
+
 def stop_server(reason: str) -> None:
     """Stop the whole ``bentoml serve`` (every service) from inside one of its workers, after logging
     ``reason`` once: BentoML would otherwise restart a worker whose start-up fails, forever, behind a

@@ -75,6 +75,12 @@ def gpu_exposition(indices: list[int] | None) -> str:
     return generate_latest(registry).decode()
 
 
+def gpu_count() -> int | None:
+    """GPUs on this machine; None without NVML."""
+    nvml = _nvml()
+    return None if nvml is None else int(nvml.nvmlDeviceGetCount())  # type: ignore[attr-defined]
+
+
 def gpu_total_mib(indices: list[int] | None) -> int | None:
     """The smallest total memory, in MiB, of the GPUs at ``indices`` (None: all); None without NVML."""
     nvml = _nvml()

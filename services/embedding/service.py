@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 
 from services import metrics
-from services.bentoml_adapter import fix_bentoml
+from services.bentoml_adapter import fix_bentoml, gpu_assignment_error, stop_server
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
@@ -25,6 +25,7 @@ from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
 from services.embedding.model import TokenCounter, load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
+from services.gpu_metrics import gpu_count
 from services.request_id import with_request_ids
 from services.settings import get_settings
 from services.wire import RETRY_AFTER_S, to_base64
@@ -45,8 +46,9 @@ OPENAI_APP = Starlette(routes=[embeddings_route(_current, CONFIG.max_texts, CONF
 @bentoml.service(
     name="embedding_cache",
     workers=CONFIG.workers,
-    # A cuda device needs a GPU where the service is placed (BentoCloud, or BentoML's GPU allocator).
-    resources={"gpu": 1} if CONFIG.device.startswith("cuda") else {"cpu": "2"},
+    # "cuda" claims a GPU of its own (BentoCloud, or BentoML's GPU allocator); "cuda:N" names a GPU to
+    # share with the LLM service without a claim (a 1-GPU machine has no second GPU to claim).
+    resources={"gpu": 1} if CONFIG.device == "cuda" else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     # Callers reach this service through BentoML's service client; see docs/ARCHITECTURE.md.
     runner_connection={"max_requests": 10**9, "max_age": 1e9},
@@ -55,6 +57,9 @@ class EmbeddingCache:
     """Embeddings for texts: cache first, adaptive batching for the misses."""
 
     def __init__(self) -> None:
+        if reason := gpu_assignment_error("embedding_cache", gpu_count()):
+            stop_server(reason)
+            raise RuntimeError(reason)
         self.model_id = CONFIG.model_id
         self.model = load_sentence_model(CONFIG.model_id, CONFIG.device)
         self.dimension = int(self.model.get_embedding_dimension() or 0)

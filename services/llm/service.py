@@ -17,11 +17,12 @@ from services.bentoml_adapter import (
     assigned_gpus,
     dependency_url,
     fix_bentoml,
+    gpu_assignment_error,
     mark_streaming,
     stop_server,
     worker_index,
 )
-from services.gpu_metrics import gpu_capability, gpu_exposition, gpu_total_mib
+from services.gpu_metrics import gpu_capability, gpu_count, gpu_exposition, gpu_total_mib
 from services.llm.backends import EngineBackend, as_vector, embed_prompt, engine_backend
 from services.llm.engine import engine_command, store_tag
 from services.llm.generate import generate
@@ -68,6 +69,8 @@ class LLM:
 
     def __init__(self) -> None:
         try:
+            if reason := gpu_assignment_error("llm", gpu_count()):
+                raise StartupError(reason)
             preflight(CONFIG, gpu_total_mib(assigned_gpus()), gpu_capability(assigned_gpus()))
         except StartupError as exc:
             stop_server(str(exc))

@@ -167,3 +167,31 @@ def test_no_response_within_the_timeout_is_a_504_and_a_failing_app_fails_at_once
     assert sent[0]["status"] == 504
     with pytest.raises(RuntimeError, match="boom"):
         asyncio.run(asyncio.wait_for(_call(broken, timeout=600), timeout=5))
+
+
+def test_over_asked_gpus_get_a_clear_startup_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BentoML's allocator on a 1-GPU machine: the LLM service takes GPU 0, a second whole-GPU claim
+    (the embedding service on "cuda") gets index 1, which does not exist, with only a warning. The
+    service that got it must say so at start instead of crashing in NVML, forever."""
+    import warnings
+
+    from _bentoml_impl.server.allocator import NVIDIA_GPU, ResourceAllocator
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    allocator = ResourceAllocator()
+    allocator.system_resources[NVIDIA_GPU] = [0]  # this machine has no GPU: pretend one, as an H200 box
+    allocator.remaining_gpus, allocator._available_gpus = 1, [(1.0, 1.0)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assigned = [allocator.assign_gpus(1) for _ in ("llm", "embedding_cache")]
+    assert assigned == [[0], [1]]
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert bentoml_adapter.gpu_assignment_error("llm", 1) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    reason = bentoml_adapter.gpu_assignment_error("embedding_cache", 1)
+    assert reason is not None and "embedding_cache service GPU 1" in reason and "has 1 GPU" in reason
+    assert "INFSTACK_EMBEDDING__DEVICE=cuda:0" in reason  # the way out
+    assert bentoml_adapter.gpu_assignment_error("llm", None) is None  # no NVML: nothing to judge
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert bentoml_adapter.gpu_assignment_error("llm", 1) is None  # BentoML set nothing: all visible
