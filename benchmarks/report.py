@@ -64,6 +64,8 @@ def command(data: dict[str, Any], file: str) -> str:
         return "(command not recorded in this older file)"
     if "--out" in argv[:-1]:
         argv[argv.index("--out") + 1] = f"benchmarks/results/{file}"
+    if "--results-dir" in argv[:-1]:
+        argv[argv.index("--results-dir") + 1] = "benchmarks/results"
     return "`" + shlex.join(argv).replace("|", "\\|") + "`"
 
 
@@ -197,7 +199,7 @@ def claims_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     from benchmarks.report_quant import fp8_checkpoint_claim
 
     rows += fp8_checkpoint_claim(results)
-    rows.append(batching_claim(results))
+    rows += batching_claim(results)
     rows.append(semantic_claim(results))
     rows += [[claim, why, "-"] for claim, why in NOT_MEASURED]
     return ["## The guide's claims, measured", "", *table(["claim", "measured here", "held"], rows), ""]

@@ -27,7 +27,7 @@ def test_each_technique_gets_its_ratio_machine_and_command() -> None:
 
 def test_claims_are_judged_from_the_measured_ratio() -> None:
     report = build(FIXTURE)
-    fp8 = row(report, "FP8 weights: 1.8-2.5x")
+    fp8 = row(report, "FP8 weights: 1.8-2.5x", "raw bf16")
     assert "1.43x" in fp8 and fp8.endswith("| no |")  # measured below the claimed 1.8x
     assert "not measured in a committed run" in row(report, "Prefix caching")
     batching = row(report, "Continuous batching: 2-3x")
@@ -81,3 +81,16 @@ def test_static_batching_semantic_cache_and_hit_rate_sweep_sections() -> None:
     assert "0.8: 98% (wrong 4)" in report  # the replayed sweep counts answers from another prompt
     full = row(report, "embedding_cache_sweep_cpu.json", "| 4 |", "| 100% |")
     assert "**42.78x**" in full and "10.9" in full
+
+
+def test_quantized_checkpoints_against_bf16_in_their_own_section() -> None:
+    report = build(FIXTURE)
+    section = report[report.index("## 2e.") : report.index("## 3.")]
+    fp8 = row(section, "llm_quant_h200.json", "fp8_dynamic (fp8-dynamic)", "rate=inf")
+    assert "**1.35x**" in fp8 and "949,552" in fp8 and "1.06x" in fp8  # throughput and KV tokens vs bf16
+    assert "3.48" in row(section, "fp8_dynamic (fp8-dynamic)", "concurrency=1")  # batch-1 TPOT ms
+    assert "**1.12x**" in row(section, "w4a16_awq (w4a16-awq)", "rate=inf")
+    assert "**1.00x**" in row(section, "gateway (bf16)", "rate=inf")
+    assert "llm_quant_h200.json" not in report[report.index("## 7.") :]  # not a multi-GPU layout
+    claim = row(report, "FP8 weights: 1.8-2.5x", "FP8 checkpoint through the Bento")
+    assert "1.35x" in claim and claim.endswith("| no |")
