@@ -38,7 +38,8 @@ import httpx
 
 from benchmarks.common import BarPanel, latency_summary_ms, run_metadata, save_bar_panels, wait_for_quiet
 from benchmarks.embedding_load import sentences
-from benchmarks.llm_serving import build_settings, write_json
+from benchmarks.llm_serving_args import build_settings
+from benchmarks.llm_serving_report import write_json
 from benchmarks.llm_targets import BentoTarget, RawEngine
 from benchmarks.semantic_workload import SAME_PARAMS, Request, build_workload, replay, score, texts
 from services.llm.engine import served_model_name
