@@ -44,7 +44,8 @@ def test_overhead_roofline_and_soak_rows() -> None:
     roof = row(report, "llm_techniques_h200.json", "16.06 GB")
     assert ("4.30 TB/s" in roof and "3.73" in roof and "**1.28x**" in roof) or "**1.29x**" in roof
     assert "56,486" in row(report, "soak_cpu.json")
-    assert "**3.40x**" in row(report, "llm_zipf_h200.json", "120 distinct")
+    zipf = row(report, "llm_zipf_h200.json", "120 distinct")
+    assert "**3.40x**" in zipf and zipf.endswith("| 3.43x |")  # measured, then the zero-cost cache's ceiling
     litserve = row(report, "classic_vs_litserve_cpu.json", "concurrency=64")
     assert "**0.99x**" in litserve and "595.7 (litserve-on)" in litserve and "CPU, 2 cores" in litserve
 
