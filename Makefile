@@ -75,12 +75,14 @@ bench-classic: models-classic
 	$(PY) -m benchmarks.classic_batching
 
 # Peers for the benchmarks, each in its own environment (their pins clash with the project's).
+# LitServe's: its requirements pin the model libraries to .venv's versions; torch 2.13.0 is the CPU
+# build on this machine's disk (pip's find-links), as for .venv. Rebuilt when the requirements change.
 PEERS := .venv-peers
 peers: $(PEERS)/.installed
-$(PEERS)/.installed:
+$(PEERS)/.installed: benchmarks/peers/requirements.txt
 	test -x $(PEERS)/bin/python || python3 -m venv $(PEERS)
 	$(PEERS)/bin/python -m pip install -q -U pip
-	$(PEERS)/bin/python -m pip install -q "litserve==0.2.19" "xgboost>=2.0" numpy
+	$(PEERS)/bin/python -m pip install -q -r benchmarks/peers/requirements.txt
 	touch $@
 
 bench-classic-peers: models-classic peers

@@ -21,45 +21,37 @@ rows (HTTP 200) only; 503s are reported as the shed fraction. Writes
 Target (issue 3): at concurrency 64, batched >= 5x unbatched rows/s, with p99 under ``max_latency_ms``.
 
 ``--litserve-python .venv-peers/bin/python`` (``make peers``) adds LitServe serving the same stored
-booster file (batched: 64 rows / 10 ms, and unbatched) for the tabular model, in the same run, with the
-same client and rows, and records ``litserve_ratio`` (our batched rows/s over LitServe's better mode).
+files (the booster; MiniLM + the text classifier), batched (64 rows / 10 ms) and not, in the same run,
+with the same client and rows, and records ``litserve_ratio`` per model (our batched rows/s over
+LitServe's better mode). Each stack's no-op POST rate (its HTTP ceiling) is measured too, unless
+``--no-ceilings``: benchmarks/classic_peers.py. The client side is benchmarks/classic_load.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import tempfile
-import time
-import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import aiohttp
-import httpx
-from sklearn.datasets import load_breast_cancer
-
 from benchmarks.classic_batching_plot import plot
-from benchmarks.common import (
-    RESULTS_DIR,
-    CpuMeter,
-    format_table,
-    latency_summary_ms,
-    run_metadata,
-    wait_for_quiet,
-    write_result,
+from benchmarks.classic_load import APIS, Workload, quietest, report
+from benchmarks.classic_peers import (
+    noop_ceilings,
+    reference_answers,
+    run_ceilings,
+    run_litserve,
+    versus_litserve,
 )
-from benchmarks.peers import PeerServer, litserve_tabular
-from models.train_classic import ensure_models, load_text_dataset
-from scripts.procs import BentoServer, metric_value
+from benchmarks.common import RESULTS_DIR, format_table, run_metadata, write_result
+from models.train_classic import ensure_models
+from scripts.procs import BentoServer
 from services.settings import load_settings
 
 NAME = "classic_batching"
 TARGET = "services.classic.service:ClassicML"
-APIS = {"tabular": "predict_tabular", "text": "classify_text"}
 SPEEDUP_TARGET = 5.0
 OFF = {
     "INFSTACK_CLASSIC__BATCHING": "false",
@@ -68,99 +60,6 @@ OFF = {
     "INFSTACK_EMBEDDING__MAX_LATENCY_MS": "600000",  # its shedding bound would answer 503 for "off"
 }
 PACKAGES = ("bentoml", "xgboost", "scikit-learn", "torch", "sentence-transformers", "aiohttp", "numpy")
-
-
-class Workload:
-    """Request bodies, one row each; texts are unique per call so every one misses the cache."""
-
-    def __init__(self) -> None:
-        self.rows = load_breast_cancer().data.tolist()
-        self.texts = load_text_dataset()[0]
-        self.run = uuid.uuid4().hex[:8]
-        self.count = 0
-
-    def body(self, model: str) -> dict[str, Any]:
-        self.count += 1
-        if model == "tabular":
-            return {"rows": [self.rows[self.count % len(self.rows)]]}
-        return {"texts": [f"{self.texts[self.count % len(self.texts)]} [{self.run}-{self.count}]"]}
-
-
-async def timed_loop(
-    session: aiohttp.ClientSession, api: str, make_body: Any, concurrency: int, duration_s: float
-) -> tuple[float, list[float], Counter[int]]:
-    """``concurrency`` workers, each sending its next request when one returns, for ``duration_s``.
-    Returns wall time (until the last started request ends), latencies of 200s, and status counts.
-    aiohttp, not httpx: the client shares the 2 cores with the server, and costs ~3x less per request."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    deadline = time.perf_counter() + duration_s
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            try:
-                async with session.post(f"/{api}", json=make_body()) as response:
-                    await response.read()
-                    status = response.status
-            except (TimeoutError, aiohttp.ClientError):
-                status = 0  # a dropped connection or a client timeout: counted, never retried
-            statuses[status] += 1
-            if status == 200:
-                latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started, latencies, statuses
-
-
-def batch_sizes(server: BentoServer) -> dict[str, tuple[float, float]]:
-    text = httpx.get(f"{server.url}/metrics").text
-    return {
-        model: (
-            metric_value(text, "infstack_classic_batch_size_sum", model=model) or 0.0,
-            metric_value(text, "infstack_classic_batch_size_count", model=model) or 0.0,
-        )
-        for model in APIS
-    }
-
-
-def measure(
-    server: BentoServer | PeerServer, workload: Workload, model: str, concurrency: int, duration_s: float
-) -> dict[str, Any]:
-    """One cell: warm the dispatcher up, then a timed closed loop; rows/s, latency, shed, batch size."""
-    peer = isinstance(server, PeerServer)
-    api = server.api_path.lstrip("/") if peer else APIS[model]
-
-    async def run() -> tuple[float, list[float], Counter[int]]:
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        timeout = aiohttp.ClientTimeout(total=120)
-        async with aiohttp.ClientSession(server.url, connector=connector, timeout=timeout) as session:
-            await timed_loop(session, api, lambda: workload.body(model), concurrency, min(2.0, duration_s))
-            before = (0.0, 0.0) if peer else batch_sizes(server)[model]
-            with CpuMeter([server.proc.pid] if server.proc else []) as meter:
-                outcome = await timed_loop(
-                    session, api, lambda: workload.body(model), concurrency, duration_s
-                )
-            after = (0.0, 0.0) if peer else batch_sizes(server)[model]
-            cell["cpu"] = meter.to_json()
-            calls = after[1] - before[1]
-            cell["mean_batch_rows"] = round((after[0] - before[0]) / calls, 2) if calls else None
-            return outcome
-
-    cell: dict[str, Any] = {"model": model, "concurrency": concurrency}
-    pids = [server.proc.pid] if server.proc else []
-    cell["foreign_cores_before"] = round(wait_for_quiet(pids, 0.3, timeout_s=10), 3)
-    wall_s, latencies, statuses = asyncio.run(run())
-    answered = statuses.get(200, 0)
-    cell.update(
-        rows_per_s=round(answered / wall_s, 2),
-        requests=sum(statuses.values()),
-        statuses={str(k): v for k, v in sorted(statuses.items())},
-        shed_fraction=round(statuses.get(503, 0) / max(1, sum(statuses.values())), 4),
-        latency_ms=latency_summary_ms(latencies) if latencies else None,
-    )
-    return cell
 
 
 def serve(name: str, workdir: Path, models: dict, env: dict[str, str]) -> BentoServer:
@@ -173,34 +72,6 @@ def serve(name: str, workdir: Path, models: dict, env: dict[str, str]) -> BentoS
     return BentoServer(TARGET, {**base, **env}, workdir / f"{name}.log").start()
 
 
-def quietest(
-    server: BentoServer | PeerServer,
-    workload: Workload,
-    model: str,
-    concurrency: int,
-    args: argparse.Namespace,
-) -> dict[str, Any]:
-    """The cell measured with the least CPU taken by other jobs, in at most ``args.attempts`` tries
-    (stopping at the first quiet one): this machine is shared, and a busy neighbour halves a rate."""
-    tries = []
-    for _ in range(args.attempts):
-        tries.append(measure(server, workload, model, concurrency, args.duration))
-        if tries[-1]["cpu"]["foreign_cores"] <= args.quiet_cores:
-            break
-    best = min(tries, key=lambda c: c["cpu"]["foreign_cores"])
-    return {**best, "foreign_cores_of_tries": [t["cpu"]["foreign_cores"] for t in tries]}
-
-
-def report(cell: dict[str, Any]) -> None:
-    lat = cell["latency_ms"] or {}
-    print(
-        f"{cell['config']:>13s} {cell['model']:7s} c={cell['concurrency']:<3d} {cell['rows_per_s']:8.1f} rows/s  "
-        f"p50 {lat.get('p50', 0):8.1f}  p99 {lat.get('p99', 0):8.1f} ms  batch {cell['mean_batch_rows']}  "
-        f"shed {cell['shed_fraction']:.1%}  foreign cores {cell['cpu']['foreign_cores']:.2f}",
-        flush=True,
-    )
-
-
 def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
     """Both servers up at once; each (model, concurrency) is measured on then off, back to back, so
     the two numbers of a pair saw the same machine."""
@@ -210,6 +81,8 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
     }
     cells = []
     try:
+        if args.litserve_python:  # the answers every LitServe peer must agree with, before any load
+            ctx["reference"] = reference_answers(servers["on"], ctx["workload"])
         for model in APIS:
             for concurrency in args.concurrency:
                 for config, server in servers.items():
@@ -239,49 +112,6 @@ def run_sweep(tabular_ms: int, text_ms: int, args: argparse.Namespace, ctx: dict
     finally:
         server.stop()
     return cells
-
-
-def run_litserve(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
-    """LitServe, batched and not, on the tabular model's stored booster file: same client, same rows."""
-    from services.classic.tabular import BOOSTER_FILE
-
-    booster = ctx["models"]["tabular"].path_of(BOOSTER_FILE)
-    cells = []
-    for batching in (True, False):
-        server = litserve_tabular(
-            args.litserve_python, booster, batching, ctx["workdir"] / f"litserve-{batching}.log"
-        )
-        server.start()
-        try:
-            for concurrency in args.concurrency:
-                cell = {
-                    "config": server.name,
-                    **quietest(server, ctx["workload"], "tabular", concurrency, args),
-                }
-                report(cell)
-                cells.append(cell)
-        finally:
-            server.stop()
-    return cells
-
-
-def versus_litserve(cells: list[dict]) -> dict[str, Any]:
-    """Per concurrency: our batched rows/s and p99 against LitServe's better mode there."""
-    out: dict[str, Any] = {}
-    for concurrency in sorted({c["concurrency"] for c in cells}):
-        at = {c["config"]: c for c in cells if c["model"] == "tabular" and c["concurrency"] == concurrency}
-        peers = [at[k] for k in ("litserve-on", "litserve-off") if k in at]
-        if "on" not in at or not peers:
-            continue
-        best = max(peers, key=lambda c: c["rows_per_s"])
-        ours = at["on"]
-        out[f"concurrency={concurrency}"] = {
-            "ours_rows_per_s": ours["rows_per_s"], "litserve_rows_per_s": best["rows_per_s"],
-            "litserve_mode": best["config"], "litserve_ratio": round(ours["rows_per_s"] / best["rows_per_s"], 3),
-            "ours_p99_ms": (ours["latency_ms"] or {}).get("p99"), "litserve_p99_ms": (best["latency_ms"] or {}).get("p99"),
-            "ours_503": ours["statuses"].get("503", 0),
-        }  # fmt: skip
-    return out
 
 
 def summarize(cells: list[dict], bounds: dict[str, int]) -> dict[str, Any]:
@@ -323,6 +153,12 @@ def main() -> None:
     parser.add_argument(
         "--litserve-python", help="python of LitServe's environment (make peers): add it as a peer"
     )
+    parser.add_argument(
+        "--ceilings",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each stack's no-op POST rate (its HTTP ceiling)",
+    )
     args = parser.parse_args()
     extra_env = dict(e.split("=", 1) for e in args.env)
     with mock.patch.dict(os.environ, extra_env):  # what the servers run with, recorded as such
@@ -333,15 +169,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
         ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env}
         cells = run_on_off(args, ctx)
+        if args.ceilings:
+            cells += run_ceilings(args, ctx)
         if args.litserve_python:
-            cells += run_litserve(args, ctx)
+            peer_cells, checks = run_litserve(args, ctx)
+            cells += peer_cells
         sweep = [{**c, "max_latency_ms": bounds[c["model"]]} for c in cells
                  if c["config"] == "on" and c["concurrency"] == max(args.concurrency)]  # fmt: skip
         for tabular_ms, text_ms in zip(args.sweep_tabular_ms, args.sweep_text_ms, strict=True):
             sweep += run_sweep(tabular_ms, text_ms, args, ctx)
     summary = summarize([c for c in cells if c["config"] in ("on", "off")], bounds)
+    if args.ceilings:
+        summary["noop_ceilings"] = noop_ceilings(cells)
     if args.litserve_python:
         summary["versus_litserve"] = versus_litserve(cells)
+        summary["litserve_agreement"] = checks
     result = {
         **run_metadata(NAME, PACKAGES),
         "flags": vars(args),
@@ -367,6 +209,9 @@ def main() -> None:
           (c["latency_ms"] or {}).get("p99"), c["mean_batch_rows"], f"{c['shed_fraction']:.1%}"]
          for c in cells + sweep[len(APIS):]],
     ))  # fmt: skip
+    if target := summary.get("noop_ceilings", {}).get("target"):
+        print(f"tabular: c={target['concurrency']} batched / our no-op = {target['tabular_of_noop']} "
+              f"(target {target['at_least']}): target met: {target['met']}")  # fmt: skip
     for model in APIS:
         s = summary[model]
         print(f"{model}: c={summary['concurrency']} on/off = {s['speedup']}x (target {SPEEDUP_TARGET}x), "

@@ -15,6 +15,14 @@ def plot(path: Path, cells: list[dict], sweep: list[dict], bounds: dict[str, int
 
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     colors = {"tabular": "tab:blue", "text": "tab:orange"}
+    peer_colors = {"tabular": "tab:green", "text": "tab:olive"}
+    for config, label in (("noop", "our no-op POST (ceiling)"), ("litserve-noop", "LitServe no-op POST")):
+        own = [c for c in cells if c["model"] == "noop" and c["config"] == config]
+        if own:  # each stack's HTTP ceiling, under its model lines
+            style = "--" if config == "noop" else ":"
+            xs = [c["concurrency"] for c in own]
+            axes[0].plot(xs, [c["rows_per_s"] for c in own], style, color="gray", label=label)
+            axes[1].plot(xs, [c["latency_ms"]["p99"] for c in own], style, color="gray", label=label)
     for model in APIS:
         for config, style in (("on", "-o"), ("off", "--s"), ("litserve-on", "-^"), ("litserve-off", ":v")):
             own = [c for c in cells if c["model"] == model and c["config"] == config]
@@ -26,7 +34,7 @@ def plot(path: Path, cells: list[dict], sweep: list[dict], bounds: dict[str, int
                 if config.startswith("litserve")
                 else f"{model}, batching {config}"
             )
-            color = "tab:green" if config.startswith("litserve") else colors[model]
+            color = peer_colors[model] if config.startswith("litserve") else colors[model]
             axes[0].plot(xs, [c["rows_per_s"] for c in own], style, color=color, label=label)
             axes[1].plot(xs, [c["latency_ms"]["p99"] for c in own], style, color=color, label=label)
         axes[1].axhline(bounds[model], color=colors[model], linewidth=0.8, linestyle=":",
