@@ -164,6 +164,13 @@ def test_dashboard_and_alerts_evaluate_on_the_live_bento_and_shedding_fires_its_
         return any(a["labels"]["alertname"] == "ClassicRequestsShed" and a["state"] == "firing"
                    and a["labels"].get("model") == "tabular" for a in alerts)  # fmt: skip
 
-    wait_until(shedding_alert_fires, 30, "the ClassicRequestsShed alert")
+    try:
+        wait_until(shedding_alert_fires, 30, "the ClassicRequestsShed alert")
+    except TimeoutError:  # say what Prometheus had, so a failure here can be told from a slow scrape
+        alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        series = query(prometheus, 'infstack_classic_overloaded_total{model="tabular"}')
+        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        raise AssertionError(f"no firing ClassicRequestsShed after {shed} sheds; alerts {alerts}; shed series "
+                             f"{series}; targets {[(t['health'], t.get('lastError')) for t in targets]}") from None  # fmt: skip
     alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
     assert {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"} == {"ClassicRequestsShed"}
