@@ -48,6 +48,7 @@ class Reply:
     headers: list[tuple[bytes, bytes]]  # raw, content type included
     chunks: AsyncIterator[bytes]
     cache: str  # "hit", "semantic-hit", "coalesced" (followed an identical request), "miss" or "bypass"
+    body: bytes | None = None  # the whole answer, where it is known before the first byte (a cache hit)
     content_type: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -230,6 +231,10 @@ class EngineProxy:
         except InvalidJSON as exc:
             return invalid_json(exc)
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
+        if reply.body is not None:  # no stream to relay: no task group, no disconnect watcher, one send
+            response = Response(reply.body, reply.status)
+            response.raw_headers.extend(headers)
+            return response
         return await respond(reply.status, headers, reply.content_type, reply.chunks, self.engine.name)
 
     async def completion_text(
@@ -265,10 +270,11 @@ async def _once(body: bytes) -> AsyncIterator[bytes]:
 
 
 def _cached_reply(is_stream: bool, stored: bytes, how: str) -> Reply:
-    """A streamed hit is the recorded events in one write: the client parses the same events, and the
-    worker pays one send instead of one per token (on the H200 Zipf workload, 64 clients, the Bento
-    workers' CPU fell from 2.0 to 1.5 s: benchmarks/results/llm_zipf_gpu_h200*.json)."""
-    return Reply(200, list(_SSE_HEADERS if is_stream else _JSON_HEADERS), _once(stored), how)
+    """A streamed hit is the recorded events in one plain response: the client parses the same events,
+    and the worker pays one send instead of one per token (on the H200 Zipf workload, 64 clients, the
+    Bento workers' CPU fell from 2.0 to 1.5 s: benchmarks/results/llm_zipf_gpu_h200*.json), without
+    the task group a streamed response needs."""
+    return Reply(200, list(_SSE_HEADERS if is_stream else _JSON_HEADERS), _once(stored), how, body=stored)
 
 
 class InvalidJSON(ValueError):

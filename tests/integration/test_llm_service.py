@@ -77,6 +77,7 @@ def test_streamed_hit_replays_the_same_events(llm_server: BentoServer) -> None:
     assert (first.headers["x-infstack-cache"], second.headers["x-infstack-cache"]) == ("miss", "hit")
     assert second.headers["content-type"].startswith("text/event-stream")
     assert second.text == first.text
+    assert second.headers["content-length"] == str(len(second.content))  # whole, in one response
     assert second.text.rstrip().endswith("data: [DONE]")
 
 
