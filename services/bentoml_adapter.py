@@ -6,6 +6,7 @@ fails loudly when an upgrade moves or changes it; nothing else in the project re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 STREAM_MEDIA_TYPE = "text/event-stream"
@@ -37,12 +38,16 @@ def assigned_gpus() -> list[int] | None:
     return [int(i) for i in visible.split(",") if i.strip().isdigit()]
 
 
-def gpu_assignment_error(service: str, gpus_on_machine: int | None) -> str | None:
+def gpu_assignment_error(service: str, count_gpus: Callable[[], int | None]) -> str | None:
     """Why this service cannot use the GPUs BentoML gave it, or None. BentoML's allocator hands out
     indices past the last GPU, with only a warning, when the services together ask for more GPUs than
-    the machine has (seen on a 1-GPU H200: the LLM worker then crashed at start, forever)."""
+    the machine has (seen on a 1-GPU H200: the LLM worker then crashed at start, forever).
+    ``count_gpus`` (NVML) is asked only where BentoML assigned GPUs: a CPU service never starts NVML."""
     assigned = assigned_gpus()
-    if assigned is None or gpus_on_machine is None:
+    if assigned is None:
+        return None
+    gpus_on_machine = count_gpus()
+    if gpus_on_machine is None:
         return None
     missing = [i for i in assigned if i >= gpus_on_machine]
     if not missing:

@@ -57,7 +57,7 @@ class EmbeddingCache:
     """Embeddings for texts: cache first, adaptive batching for the misses."""
 
     def __init__(self) -> None:
-        if reason := gpu_assignment_error("embedding_cache", gpu_count()):
+        if reason := gpu_assignment_error("embedding_cache", gpu_count):
             stop_server(reason)
             raise RuntimeError(reason)
         self.model_id = CONFIG.model_id

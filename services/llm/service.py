@@ -69,7 +69,7 @@ class LLM:
 
     def __init__(self) -> None:
         try:
-            if reason := gpu_assignment_error("llm", gpu_count()):
+            if reason := gpu_assignment_error("llm", gpu_count):
                 raise StartupError(reason)
             preflight(CONFIG, gpu_total_mib(assigned_gpus()), gpu_capability(assigned_gpus()))
         except StartupError as exc:

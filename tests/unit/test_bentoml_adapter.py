@@ -187,11 +187,16 @@ def test_over_asked_gpus_get_a_clear_startup_reason(monkeypatch: pytest.MonkeyPa
     assert assigned == [[0], [1]]
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    assert bentoml_adapter.gpu_assignment_error("llm", 1) is None
+    assert bentoml_adapter.gpu_assignment_error("llm", lambda: 1) is None
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    reason = bentoml_adapter.gpu_assignment_error("embedding_cache", 1)
+    reason = bentoml_adapter.gpu_assignment_error("embedding_cache", lambda: 1)
     assert reason is not None and "embedding_cache service GPU 1" in reason and "has 1 GPU" in reason
     assert "INFSTACK_EMBEDDING__DEVICE=cuda:0" in reason  # the way out
-    assert bentoml_adapter.gpu_assignment_error("llm", None) is None  # no NVML: nothing to judge
+    assert bentoml_adapter.gpu_assignment_error("llm", lambda: None) is None  # no NVML: nothing to judge
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert bentoml_adapter.gpu_assignment_error("llm", 1) is None  # BentoML set nothing: all visible
+    assert bentoml_adapter.gpu_assignment_error("llm", lambda: 1) is None  # BentoML set nothing: all visible
+
+    def no_nvml_on_a_cpu_service() -> int:
+        raise AssertionError("NVML asked although BentoML assigned no GPU")
+
+    assert bentoml_adapter.gpu_assignment_error("embedding_cache", no_nvml_on_a_cpu_service) is None
