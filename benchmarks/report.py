@@ -126,12 +126,17 @@ def technique_rows(results: list[tuple[str, dict[str, Any]]]) -> list[dict[str, 
     return rows
 
 
-def kv_cache_tokens(data: dict[str, Any], target: str) -> str:
+def kv_cache_token_count(data: dict[str, Any], target: str) -> int | None:
     """What vLLM logged as its KV-cache size for ``target`` ("GPU KV cache size: 896,912 tokens")."""
     for line in (data.get("engine_log") or {}).get(target, []):
         if found := re.search(r"KV cache size: ([\d,]+) tokens", line):
-            return found.group(1)
-    return "-"
+            return int(found.group(1).replace(",", ""))
+    return None
+
+
+def kv_cache_tokens(data: dict[str, Any], target: str) -> str:
+    count = kv_cache_token_count(data, target)
+    return "-" if count is None else f"{count:,}"
 
 
 def techniques_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.report import _llm, _num, command, kv_cache_tokens, machine, table
+from benchmarks.report import _llm, _num, command, kv_cache_token_count, kv_cache_tokens, machine, table
 
 FP8_CLAIM = "FP8 weights: 1.8-2.5x throughput"
 FP8_CLAIM_MIN = 1.8
@@ -15,11 +15,6 @@ FP8_CLAIM_MIN = 1.8
 
 def is_checkpoint_run(data: dict[str, Any]) -> bool:
     return any("checkpoint_scheme" in c for c in ((data.get("load") or {}).get("variants") or {}).values())
-
-
-def _kv(data: dict[str, Any], target: str) -> int | None:
-    text = kv_cache_tokens(data, target)
-    return None if text == "-" else int(text.replace(",", ""))
 
 
 def checkpoint_rows(results: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -34,7 +29,7 @@ def checkpoint_rows(results: list[tuple[str, dict[str, Any]]]) -> list[dict[str,
             scheme = (variants.get(target) or {}).get("checkpoint_scheme", "bf16")
             for load, r in by_load.items():
                 b = data["results"][base][load]
-                kv, kv_base = _kv(data, target), _kv(data, base)
+                kv, kv_base = kv_cache_token_count(data, target), kv_cache_token_count(data, base)
                 rows.append({"file": name, "data": data, "target": target, "scheme": scheme, "load": load, "r": r,
                              "ratio": r["output_throughput"] / b["output_throughput"],
                              "kv_ratio": kv / kv_base if kv and kv_base else None})  # fmt: skip
