@@ -9,12 +9,12 @@ numpy from the project's stack, and reads the booster file the project's model s
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import litserve as ls
 import numpy as np
 import xgboost as xgb
+from litserve_run import batching, peer_parser, serve  # a sibling: these run as scripts
 
 
 class TabularAPI(ls.LitAPI):  # type: ignore[misc]
@@ -50,20 +50,11 @@ class TabularAPI(ls.LitAPI):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--booster", required=True)
     parser.add_argument("--classes", default="malignant,benign")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--max-batch-size", type=int, default=64, help="1: no batching")
-    parser.add_argument("--batch-timeout", type=float, default=0.01)
     args = parser.parse_args()
-    api = TabularAPI(
-        args.booster,
-        args.classes.split(","),
-        max_batch_size=args.max_batch_size,
-        batch_timeout=args.batch_timeout if args.max_batch_size > 1 else 0.0,
-    )
-    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=args.port, generate_client_file=False)
+    serve(TabularAPI(args.booster, args.classes.split(","), **batching(args)), args.port)
 
 
 if __name__ == "__main__":

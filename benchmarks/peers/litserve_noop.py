@@ -9,10 +9,10 @@ its HTTP path alone allows (ours has the same ceiling: benchmarks/noop_service.p
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import litserve as ls
+from litserve_run import peer_parser, serve  # a sibling: these run as scripts
 
 
 class NoOpAPI(ls.LitAPI):  # type: ignore[misc]
@@ -32,11 +32,8 @@ class NoOpAPI(ls.LitAPI):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    api = NoOpAPI(max_batch_size=1)
-    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=args.port, generate_client_file=False)
+    args = peer_parser(__doc__.splitlines()[0], batching=False).parse_args()
+    serve(NoOpAPI(max_batch_size=1), args.port)
 
 
 if __name__ == "__main__":

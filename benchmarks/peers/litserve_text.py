@@ -14,7 +14,6 @@ Runs in LitServe's own environment (``make peers``): sentence-transformers with 
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import Any
 
@@ -25,6 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import joblib
 import litserve as ls
 import numpy as np
+from litserve_run import batching, peer_parser, serve  # a sibling: these run as scripts
 
 
 class TextAPI(ls.LitAPI):  # type: ignore[misc]
@@ -64,18 +64,10 @@ class TextAPI(ls.LitAPI):  # type: ignore[misc]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--classifier", required=True, help="the stored classifier.joblib")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--max-batch-size", type=int, default=64, help="1: no batching")
-    parser.add_argument("--batch-timeout", type=float, default=0.01)
     args = parser.parse_args()
-    api = TextAPI(
-        args.classifier,
-        max_batch_size=args.max_batch_size,
-        batch_timeout=args.batch_timeout if args.max_batch_size > 1 else 0.0,
-    )
-    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=args.port, generate_client_file=False)
+    serve(TextAPI(args.classifier, **batching(args)), args.port)
 
 
 if __name__ == "__main__":
