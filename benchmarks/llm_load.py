@@ -34,6 +34,7 @@ from typing import Any
 import aiohttp
 
 from benchmarks.common import percentile
+from services.wire import CACHE_HEADER
 
 METRICS = ("ttft", "tpot", "itl", "e2el")
 PERCENTILES = (50, 90, 99)
@@ -128,6 +129,7 @@ class RequestResult:
     itl: list[float] = field(default_factory=list)
     output_tokens: int = 0
     prompt_tokens: int = 0
+    cache: str = ""  # how our response cache answered (its header; raw vLLM sends none)
 
 
 async def stream_completion(
@@ -141,6 +143,7 @@ async def stream_completion(
             if response.status != 200:
                 result.error = f"HTTP {response.status}: {(await response.text())[:200]}"
                 return result
+            result.cache = response.headers.get(CACHE_HEADER, "")
             async for line in response.content:  # one SSE "data:" line per event
                 if not line.startswith(b"data: "):
                     continue
@@ -282,7 +285,23 @@ def summarize(
         summary[f"std_{metric}_ms"] = statistics.pstdev(ms) if len(ms) > 1 else 0.0
         for q in PERCENTILES:
             summary[f"p{q}_{metric}_ms"] = percentile(ms, q)
+    if outcomes := by_cache_outcome(done):
+        summary["by_cache"] = outcomes
     return summary
+
+
+def by_cache_outcome(done: Sequence[RequestResult]) -> dict[str, dict[str, float]]:
+    """Count and TTFT / E2EL percentiles per response-cache outcome (hit, coalesced, miss...): where a
+    cached workload's time goes. Empty for raw vLLM, which sends no cache header."""
+    groups: dict[str, list[RequestResult]] = {}
+    for r in done:
+        if r.cache:
+            groups.setdefault(r.cache, []).append(r)
+    return {
+        outcome: {"count": len(rs)}
+        | {f"p{q}_{m}_ms": percentile([getattr(r, m) * 1e3 for r in rs], q) for m in ("ttft", "e2el") for q in PERCENTILES}
+        for outcome, rs in sorted(groups.items())
+    }  # fmt: skip
 
 
 # --- optional: vLLM's own client ------------------------------------------------------------------

@@ -39,15 +39,35 @@ def zipf_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                      f"s={r['zipf']['exponent']:g}", _num(r["raw"]["request_throughput"], 2),
                      _num(r["ours"]["request_throughput"], 2), f"**{r['ratio']['requests_per_s_ratio']:.2f}x**",
                      f"{_num(r['raw']['median_ttft_ms'], 2)} / {_num(r['ours']['median_ttft_ms'], 2)}",
-                     "-" if r["ceiling"] is None else f"{r['ceiling']:.2f}x"])  # fmt: skip
+                     "-" if r["ceiling"] is None else f"{r['ceiling']:.2f}x", _outcomes(r["ours"])])  # fmt: skip
     head = ["file", "machine", "load", "prompts", "raw vLLM req/s", "Bento req/s", "requests_per_s_ratio",
-            "TTFT p50 ms raw / Bento", "zero-cost cache"]  # fmt: skip
+            "TTFT p50 ms raw / Bento", "zero-cost cache", "hit / coalesced / generated (hit TTFT p50)"]  # fmt: skip
     commands = sorted({f"- `{r['file']}`: {command(r['data'], r['file'])}" for r in zipf_rows(results)})
     return ["## 2b. Caches on repeated-prompt traffic: the whole Bento vs raw vLLM (prefix caching on)", "",
             "Zero-cost cache: the ratio a cache would reach that generates each distinct prompt once, in raw",
             "vLLM's median end-to-end latency, and answers every repeat instantly (the same prompt sequence and",
             "clients, `benchmarks/llm_load.py: zipf_makespan_s`): the ceiling a measured ratio is read against.",
+            "The last column counts the Bento's answers by its cache header: a run whose hits wait longer, or",
+            "whose workers generate a prompt more than once (coalescing is per worker), falls further below it.",
             "", *table(head, rows), "", *commands, ""]  # fmt: skip
+
+
+def _outcomes(ours: dict[str, Any]) -> str:
+    """Answers by response-cache outcome, and how long a hit took to its first token under the load."""
+    by_cache = ours.get("by_cache")
+    if not by_cache:
+        return "-"
+    count = {k: v["count"] for k, v in by_cache.items()}
+    hit_ttft = (by_cache.get("hit") or {}).get("p50_ttft_ms")
+    return (f"{count.get('hit', 0)} / {count.get('coalesced', 0)} / {count.get('miss', 0)}"
+            + ("" if hit_ttft is None else f" ({hit_ttft:.1f} ms)"))  # fmt: skip
+
+
+def _default_bento(row: dict[str, Any]) -> bool:
+    """A run of the Bento as shipped: no benchmark-only environment (``--bento-env``) changed it."""
+    return not any(
+        c.get("bento_env") for c in row["data"].get("commands", {}).values() if isinstance(c, dict)
+    )
 
 
 def zipf_ceiling(data: dict[str, Any], load: str) -> float | None:
@@ -69,7 +89,8 @@ def zipf_claim(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     zipf = zipf_rows(results)
     if not zipf:
         return [ZIPF_CLAIM, "not measured in a committed run", "-"]
-    z = zipf[-1]
+    # The latest run of the Bento as shipped: a --bento-env experiment is shown in its section, not judged.
+    z = max(zipf, key=lambda r: (_default_bento(r), r["data"].get("timestamp", "")))
     held = z["ratio"]["requests_per_s_ratio"] >= ZIPF_TARGET and z["ratio"]["ttft_p50_delta_ms"] < 0
     ceiling = "" if z["ceiling"] is None else f" (a zero-cost cache: {z['ceiling']:.2f}x)"
     return [ZIPF_CLAIM, f"{z['ratio']['requests_per_s_ratio']:.2f}x requests/s{ceiling}, TTFT p50 "

@@ -45,7 +45,7 @@ def test_overhead_roofline_and_soak_rows() -> None:
     assert ("4.30 TB/s" in roof and "3.73" in roof and "**1.28x**" in roof) or "**1.29x**" in roof
     assert "56,486" in row(report, "soak_cpu.json")
     zipf = row(report, "llm_zipf_h200.json", "120 distinct")
-    assert "**3.40x**" in zipf and zipf.endswith("| 3.43x |")  # measured, then the zero-cost cache's ceiling
+    assert "**3.40x**" in zipf and zipf.endswith("| 3.43x | - |")  # measured, the zero-cost ceiling, no split
     litserve = row(report, "classic_vs_litserve_cpu.json", "concurrency=64")
     assert "**0.99x**" in litserve and "595.7 (litserve-on)" in litserve and "CPU, 2 cores" in litserve
 
@@ -108,3 +108,13 @@ def test_quantized_checkpoints_against_bf16_in_their_own_section() -> None:
     assert "llm_quant_h200.json" not in report[report.index("## 7.") :]  # not a multi-GPU layout
     claim = row(report, "FP8 weights: 1.8-2.5x", "FP8 checkpoint through the Bento")
     assert "1.35x" in claim and claim.endswith("| no |")
+
+
+def test_zipf_answers_by_cache_outcome() -> None:
+    """The Zipf section reads a run's hits, coalesced answers and generations from the cache header split."""
+    from benchmarks.report_caches import _outcomes
+
+    ours = {"by_cache": {"hit": {"count": 405, "p50_ttft_ms": 29.81}, "coalesced": {"count": 93, "p50_ttft_ms": 281.0},
+                         "miss": {"count": 102, "p50_ttft_ms": 282.5}}}  # fmt: skip
+    assert _outcomes(ours) == "405 / 93 / 102 (29.8 ms)"
+    assert _outcomes({}) == "-"

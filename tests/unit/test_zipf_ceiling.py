@@ -22,3 +22,17 @@ def test_no_cache_is_no_better_than_generating_every_request() -> None:
     uncached = zipf_makespan_s(range(600), clients=64, generation_s=1.0)  # every request distinct
     assert uncached == 10.0 and cached < uncached / 3  # the cache's room on this workload
     assert zipf_makespan_s(sequence, clients=64, generation_s=1.0, hit_s=0.05) > cached  # hits cost time
+
+
+def test_summary_splits_latency_by_cache_outcome() -> None:
+    """A Zipf run's hits and misses are read apart: the pooled p50 hides which one is slow."""
+    from benchmarks.llm_load import RequestResult, summarize
+
+    def done(cache: str, ttft: float) -> RequestResult:
+        return RequestResult(ok=True, ttft=ttft, e2el=ttft + 1.0, output_tokens=2, cache=cache)
+
+    summary = summarize(1.0, [done("hit", 0.001), done("hit", 0.003), done("miss", 0.2)], input_len=4)
+    assert summary["by_cache"]["hit"]["count"] == 2
+    assert summary["by_cache"]["miss"]["p50_ttft_ms"] == 200.0
+    assert summary["by_cache"]["hit"]["p99_ttft_ms"] < 3.0 + 1e-9
+    assert "by_cache" not in summarize(1.0, [done("", 0.1)], input_len=4)  # raw vLLM: no header
