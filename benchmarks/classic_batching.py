@@ -167,7 +167,9 @@ def main() -> None:
     bounds = {"tabular": defaults.tabular_max_latency_ms, "text": defaults.text_max_latency_ms}
     models = ensure_models()
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
-        ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env}
+        # The LitServe text peer encodes on the device ours embeds on (cuda:N -> cuda:N, cpu -> cpu).
+        ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env,
+               "encoder_device": served.embedding.device}  # fmt: skip
         cells = run_on_off(args, ctx)
         if args.ceilings:
             cells += run_ceilings(args, ctx)

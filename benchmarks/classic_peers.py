@@ -72,7 +72,7 @@ def run_litserve(args: argparse.Namespace, ctx: dict) -> tuple[list[dict[str, An
             args.litserve_python, ctx["models"]["tabular"].path_of(BOOSTER_FILE), on, log
         ),
         "text": lambda on, log: litserve_text(
-            args.litserve_python, ctx["models"]["text"].path_of(TEXT_FILE), on, log
+            args.litserve_python, ctx["models"]["text"].path_of(TEXT_FILE), on, log, ctx["encoder_device"]
         ),
     }
     cells, checks = [], {}

