@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from services import bentoml_adapter
+from services.classic.schemas import Prediction  # an API output type (resolved by name from here)
 
 # A service with a mounted app, built in a fresh process (a second to_asgi() in one process clashes on
 # BentoML's Prometheus series): which routes does BentoML place after the mounted apps?
@@ -200,3 +201,22 @@ def test_over_asked_gpus_get_a_clear_startup_reason(monkeypatch: pytest.MonkeyPa
         raise AssertionError("NVML asked although BentoML assigned no GPU")
 
     assert bentoml_adapter.gpu_assignment_error("embedding_cache", no_nvml_on_a_cpu_service) is None
+
+
+def test_a_response_media_type_is_worked_out_once_per_output_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BentoML built the output model's whole JSON schema on every response to pick its media type."""
+    from _bentoml_sdk.io_models import IODescriptor, IOMixin
+
+    def predictions() -> list[Prediction]: ...
+
+    def text() -> str: ...
+
+    bentoml_adapter.fix_bentoml()
+    output = IODescriptor.from_output(predictions)
+    built = []
+    schema = output.model_json_schema
+    monkeypatch.setattr(output, "model_json_schema", lambda *a, **k: built.append(1) or schema(*a, **k))
+    assert output.mime_type() == output.mime_type() == output.mime_type() == "application/json"
+    assert len(built) <= 1
+    assert IODescriptor.from_output(text).mime_type().startswith("text/plain")  # per type, not one for all
+    assert getattr(IOMixin.mime_type, "cached", False)
