@@ -58,3 +58,20 @@ def test_fingerprint_is_stable_and_input_sensitive() -> None:
     assert fingerprint({"a": 1}, 0) == fingerprint({"a": 1}, 0)
     assert fingerprint({"a": 1}, 0) != fingerprint({"a": 2}, 0)
     assert len(fingerprint("x")) == 16
+
+
+def test_a_batch_is_predicted_the_same_on_the_loop_and_in_a_thread() -> None:
+    """Small batches run on the event loop, large ones in a thread: the answers must not depend on it."""
+    import asyncio
+
+    from services.classic.tabular import INLINE_MAX_ROWS
+
+    model: TabularClassifier = fit_tabular_classifier()[0]
+    rows = np.random.default_rng(0).normal(size=(INLINE_MAX_ROWS + 1, 30)).tolist()
+
+    async def both() -> tuple[np.ndarray, np.ndarray]:
+        return await model.predict_batch(rows[:INLINE_MAX_ROWS], None), await model.predict_batch(rows, None)
+
+    on_loop, in_thread = asyncio.run(both())
+    np.testing.assert_array_equal(on_loop, in_thread[:INLINE_MAX_ROWS])
+    assert in_thread.shape == (INLINE_MAX_ROWS + 1, 2)
