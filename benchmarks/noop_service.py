@@ -17,6 +17,7 @@ from services.answer_on_error import AnswerOnError
 from services.bentoml_adapter import add_middleware, fix_bentoml
 from services.classic.schemas import Rows
 from services.classic.shedding import ShedMessage
+from services.gc_tuning import settle_gc_on_start
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -33,6 +34,8 @@ CONFIG = get_settings().classic
 )
 class NoOp:
     """One POST that answers its rows: what a request costs our stack before any model work."""
+
+    _settle_gc = bentoml.on_startup(settle_gc_on_start)  # as ClassicML's workers
 
     @bentoml.api
     async def echo(self, rows: Rows) -> Rows:

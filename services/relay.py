@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -40,19 +39,6 @@ _SERVER_OWNED = frozenset({"date", "server"})
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10)
 Headers = Mapping[str, str] | Sequence[tuple[str, str]]
 EVENT_STREAM = "text/event-stream"
-
-
-def freeze_gc_heap() -> None:
-    """Move everything a relaying worker built at start-up out of the garbage collector's sight, as
-    vLLM's own API server does: collections of the oldest generation then scan only what requests
-    allocate, instead of pausing the event loop, and every stream it relays, over the whole heap."""
-    gc.collect()
-    gc.freeze()
-
-
-def freeze_gc_on_start(service: object) -> None:
-    """A service's start-up hook: ``_freeze_gc = bentoml.on_startup(freeze_gc_on_start)``."""
-    freeze_gc_heap()
 
 
 class UpstreamUnavailable(Exception):

@@ -21,6 +21,7 @@ from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
 from services.classic.shedding import BatchedRoute, ShedMessage
 from services.embedding.service import EmbeddingCache
+from services.gc_tuning import settle_gc_on_start
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -39,6 +40,8 @@ class ClassicML:
         self.models: dict[str, ClassicModel] = {
             model.SPEC.kind: model.load(getattr(self, _ref(model)), SETTINGS) for model in MODELS
         }
+
+    _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
     @bentoml.api
     def info(self) -> dict[str, object]:

@@ -25,6 +25,7 @@ from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
 from services.embedding.model import TokenCounter, load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
+from services.gc_tuning import settle_gc_on_start
 from services.gpu_metrics import gpu_count
 from services.request_id import with_request_ids
 from services.settings import get_settings
@@ -69,6 +70,8 @@ class EmbeddingCache:
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
         self.batcher = TextBatcher(self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms)
+
+    _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
     @bentoml.on_shutdown
     def _flush(self) -> None:

@@ -39,6 +39,7 @@ from services.embedding.service import EmbeddingCache
 from services.gateway.front_door import Admission, ApiKeys, BodyLimit, read_keys
 from services.gateway.openapi import merged_document
 from services.gateway.routes import MetricsFromLLMService, create_app, probe
+from services.gc_tuning import settle_gc_on_start
 from services.llm.backends import (
     EngineBackend,
     LLMBackend,
@@ -49,7 +50,7 @@ from services.llm.backends import (
 from services.llm.generate import generate
 from services.llm.service import LLM
 from services.metrics_exposition import merged, scrape
-from services.relay import Upstream, UpstreamUnavailable, freeze_gc_on_start, relay
+from services.relay import Upstream, UpstreamUnavailable, relay
 from services.request_id import forwarded_request_id, with_request_ids
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
@@ -88,7 +89,7 @@ class Gateway:
         upstreams = (self.llm_service, self.embedding_upstream, self.classic_upstream)
         return await merged([content, *await asyncio.gather(*(scrape(u) for u in upstreams))])
 
-    _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
+    _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
     @bentoml.on_shutdown
     async def _close(self) -> None:

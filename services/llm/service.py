@@ -22,6 +22,7 @@ from services.bentoml_adapter import (
     stop_server,
     worker_index,
 )
+from services.gc_tuning import settle_gc_on_start
 from services.gpu_metrics import gpu_capability, gpu_count, gpu_exposition, gpu_total_mib
 from services.llm.backends import EngineBackend, as_vector, embed_prompt, engine_backend
 from services.llm.engine import engine_command, store_tag
@@ -29,7 +30,7 @@ from services.llm.generate import generate
 from services.llm.routes import llm_routes
 from services.llm.supervision import EngineWatch, StartupError, preflight
 from services.metrics_exposition import engine_families
-from services.relay import Upstream, freeze_gc_on_start
+from services.relay import Upstream
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -96,7 +97,7 @@ class LLM:
         three sets of families with no name in common, so they are joined as text, not parsed."""
         return content + await engine_families(self.llm_backend.engines) + gpu_exposition(assigned_gpus())
 
-    _freeze_gc = bentoml.on_startup(freeze_gc_on_start)
+    _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
     @bentoml.on_startup
     def _watch_engine(self) -> None:

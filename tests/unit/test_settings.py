@@ -40,6 +40,11 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
         ("INFSTACK_EMBEDDING__MAX_BATCH_SIZE", "0", "INFSTACK_EMBEDDING__MAX_BATCH_SIZE: Input should be"),
         ("INFSTACK_CLASSIC__MAX_ROWS", "0", "INFSTACK_CLASSIC__MAX_ROWS: Input should be greater"),
         ("INFSTACK_CLASSIC__MAX_LATENCY_MS", "5", "INFSTACK_CLASSIC__MAX_LATENCY_MS: Extra inputs"),
+        (
+            "INFSTACK_PROCESS__GC_THRESHOLDS",
+            "[0,10,10]",
+            "INFSTACK_PROCESS__GC_THRESHOLDS: Value error, gen0",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(
