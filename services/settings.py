@@ -69,13 +69,27 @@ class EmbeddingSettings(_Section):
         description="Batching bound: misses that the queue ahead, at the model's measured speed, would keep "
         "longer are refused with 503 and Retry-After.",
     )
+    max_padded_chars: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most padded characters (texts x the longest, in one model pass) when a batch is split "
+        "into passes of similar lengths; None: 4096 on cpu (124 -> 231 texts/s on mixed-length texts), one "
+        "pass per batch on a GPU (not measured there).",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
         default=60, ge=1, description="Request timeout of this BentoML service, in seconds."
     )
 
+    def padded_chars_per_pass(self, device: str) -> int | None:
+        """``max_padded_chars`` as set, or its default for ``device`` (None: one pass per batch)."""
+        if self.max_padded_chars is not None:
+            return self.max_padded_chars
+        return CPU_PADDED_CHARS_PER_PASS if device == "cpu" else None
 
+
+CPU_PADDED_CHARS_PER_PASS = 4096
 KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")
 
 

@@ -66,6 +66,7 @@ def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
         "INFSTACK_EMBEDDING__MAX_TEXTS": "32",
         "INFSTACK_EMBEDDING__MAX_TEXT_CHARS": "200",
         "INFSTACK_EMBEDDING__MAX_BATCH_SIZE": "8",  # 8-text chunks: requests span both miss paths
+        "INFSTACK_EMBEDDING__MAX_PADDED_CHARS": "400",  # batches of mixed lengths are split into passes
         "INFSTACK_CACHE__REDIS_RETRY_INTERVAL_S": "0.5",
         **extra,
     }

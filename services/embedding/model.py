@@ -37,6 +37,25 @@ def load_sentence_model(model_id: str, device: str = "cpu") -> SentenceTransform
     return SentenceTransformer(model_id, device=device)
 
 
+def length_groups(texts: list[str], max_padded_chars: int | None, longest_chars: int) -> list[list[int]]:
+    """Indices of ``texts`` in groups of similar length, each one model pass: shortest first, a group
+    closed before its size times its longest text (capped at ``longest_chars``, where the model truncates)
+    exceeds ``max_padded_chars``. A batch is padded to its longest text, so one pass over mixed lengths
+    computes mostly padding: 64 docstrings of 10-300 characters encoded 124 texts/s in one pass, 231 in
+    groups of <= 4,096 padded characters (MiniLM, 2-core CPU). None: one group, in the callers' order."""
+    if max_padded_chars is None:
+        return [list(range(len(texts)))]
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for index in sorted(range(len(texts)), key=lambda i: min(len(texts[i]), longest_chars)):
+        width = min(len(texts[index]), longest_chars)
+        if group and (len(group) + 1) * width > max_padded_chars:
+            groups.append(group)
+            group = []
+        group.append(index)
+    return [*groups, group] if group else groups
+
+
 class TokenCounter:
     """Counts the tokens the model reads (special tokens included, cut at its maximum length), for
     OpenAI's ``usage``.

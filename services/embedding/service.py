@@ -22,7 +22,7 @@ from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
 from services.embedding.batcher import TextBatcher
 from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
-from services.embedding.model import TokenCounter, load_sentence_model
+from services.embedding.model import TokenCounter, length_groups, load_sentence_model
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.gc_tuning import settle_gc_on_start
@@ -40,6 +40,7 @@ def _current() -> EmbeddingCache:
     return bentoml.get_current_service()  # type: ignore[no-any-return]
 
 
+CHARS_PER_TOKEN = 4  # English averages ~4 characters per token: where a text's length is cut by the model
 OPENAI_APP = Starlette(routes=[embeddings_route(_current, CONFIG.max_texts, CONFIG.max_text_chars)])
 
 
@@ -70,6 +71,7 @@ class EmbeddingCache:
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
         self.batcher = TextBatcher(self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms)
+        self.max_padded_chars = CONFIG.padded_chars_per_pass(CONFIG.device)
 
     _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
@@ -120,12 +122,17 @@ class EmbeddingCache:
         }
 
     def _run_model(self, texts: list[str]) -> np.ndarray:
-        """One model call, on the batcher's thread (the only caller: one call at a time)."""
+        """One model call, on the batcher's thread (the only caller: one call at a time): a pass per group
+        of similar lengths (``length_groups``), vectors back in the texts' order."""
         started = time.perf_counter()
-        vectors = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)
+        for group in length_groups(texts, self.max_padded_chars, longest_chars):
+            part = self.model.encode([texts[i] for i in group], batch_size=len(group), convert_to_numpy=True)
+            vectors[group] = part
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
         metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
-        return vectors.astype(np.float32, copy=False)
+        return vectors
 
 
 with_request_ids(EmbeddingCache)

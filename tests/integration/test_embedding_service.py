@@ -49,6 +49,18 @@ def test_cache_hit_returns_the_vector_computed_on_miss(embedding_server, referen
     np.testing.assert_allclose(np.float32(hit["embeddings"]), fresh, atol=1e-5)
 
 
+def test_texts_of_mixed_lengths_come_back_in_order(embedding_server, reference_model) -> None:
+    """Misses are encoded in passes of similar lengths (services/embedding/model.py: length_groups);
+    each vector must still land at its own text's position."""
+    tag = uuid.uuid4().hex[:8]
+    texts = [f"{tag} " + "word " * n for n in (37, 1, 12, 3, 30, 2, 36, 10, 1, 20)]  # 14-194 characters
+    vectors = np.float32(embed(embedding_server, texts)["embeddings"])
+    for text, vector in zip(texts, vectors, strict=True):
+        np.testing.assert_allclose(
+            vector, reference_model.encode([text], convert_to_numpy=True)[0], atol=1e-5
+        )
+
+
 def test_mixed_request_computes_only_new_texts_once(embedding_server) -> None:
     old, new = unique_texts(2), unique_texts(2)
     embed(embedding_server, old)

@@ -41,3 +41,19 @@ def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
     assert errors == []
     assert set(counts) == {expected}
     assert expected == sum(n + 2 for n in (1, 7, 3, 19, 2, 11, 5, 23))  # words plus [CLS] and [SEP]
+
+
+def test_length_groups_pad_little_and_cover_every_text_once() -> None:
+    """A batch is split into passes of similar lengths, each within the padded-characters budget."""
+    from services.embedding.model import length_groups
+
+    texts = ["a" * n for n in (300, 5, 40, 6, 280, 7, 45, 300)]
+    groups = length_groups(texts, max_padded_chars=600, longest_chars=1024)
+    assert sorted(i for g in groups for i in g) == list(range(len(texts)))
+    for group in groups:
+        widest = max(len(texts[i]) for i in group)
+        assert len(group) == 1 or len(group) * widest <= 600
+    assert [len(texts[i]) for i in groups[0]] == [5, 6, 7, 40, 45]  # shortest together, not padded to 300
+    assert length_groups(texts, None, 1024) == [list(range(len(texts)))]  # one pass, callers' order
+    assert length_groups(["a" * 5000], 100, longest_chars=1024) == [[0]]  # a text longer than the budget
+    assert length_groups(["b" * 5000] * 3, 3 * 1024, longest_chars=1024) == [[0, 1, 2]]  # cut where truncated
