@@ -258,4 +258,4 @@ def _cache_mime_types() -> None:
         return found
 
     mime_type.cached = True  # type: ignore[attr-defined]
-    io_models.IOMixin.mime_type = classmethod(mime_type)  # type: ignore[assignment]
+    io_models.IOMixin.mime_type = classmethod(mime_type)
