@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CpuMeter, wait_for_quiet
-from benchmarks.llm_load import Load, random_prompts, run_load, summarize, vllm_bench_serve
+from benchmarks.llm_load import Load, run_load, summarize, vllm_bench_serve
 from benchmarks.llm_plot import plot_comparison
+from benchmarks.llm_prompts import random_prompts
 from benchmarks.llm_serving_args import (
     build_loads,
     build_settings,

@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmarks.llm_load import Load, Slo, output_lengths, random_prompts, zipf_sequence
+from benchmarks.llm_load import Load, Slo, output_lengths
+from benchmarks.llm_prompts import random_prompts, zipf_sequence
 from models.write_arch_config import QUANT_SCHEMES
 from services.llm.engine import served_model_name
 from services.settings import LLMSettings, load_settings

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.llm_load import zipf_makespan_s, zipf_sequence
+from benchmarks.llm_prompts import zipf_makespan_s, zipf_sequence
 from benchmarks.report import BENTO_TARGETS, _llm, _num, command, machine, table, target_ratios
 
 ZIPF_CLAIM = "Response cache on Zipf-popular repeated prompts: >= 3x raw vLLM's requests/s, TTFT p50 lower"
@@ -46,7 +46,7 @@ def zipf_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return ["## 2b. Caches on repeated-prompt traffic: the whole Bento vs raw vLLM (prefix caching on)", "",
             "Zero-cost cache: the ratio a cache would reach that generates each distinct prompt once, in raw",
             "vLLM's median end-to-end latency, and answers every repeat instantly (the same prompt sequence and",
-            "clients, `benchmarks/llm_load.py: zipf_makespan_s`): the ceiling a measured ratio is read against.",
+            "clients, `benchmarks/llm_prompts.py: zipf_makespan_s`): the ceiling a measured ratio is read against.",
             "The last column counts the Bento's answers by its cache header: a run whose hits wait longer, or",
             "whose workers generate a prompt more than once (coalescing is per worker), falls further below it.",
             "", *table(head, rows), "", *commands, ""]  # fmt: skip

@@ -1,8 +1,8 @@
-"""benchmarks/llm_load.py: zipf_makespan_s, the ceiling a response cache can reach on a Zipf workload."""
+"""benchmarks/llm_prompts.py: zipf_makespan_s, the ceiling a response cache can reach on a Zipf workload."""
 
 from __future__ import annotations
 
-from benchmarks.llm_load import zipf_makespan_s, zipf_sequence
+from benchmarks.llm_prompts import zipf_makespan_s, zipf_sequence
 
 
 def test_each_distinct_prompt_is_generated_once_and_repeats_wait_for_it() -> None:
