@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -87,6 +89,16 @@ class Upstream:
             return await self.session.request(method, self.base_url + path, data=body, headers=headers)
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(self.name, exc) from exc
+
+    async def post_json(self, path: str, payload: object) -> tuple[int, Any]:
+        """POST ``payload`` as JSON: (200, the parsed answer), or (status, the answer's first 200
+        characters) for any other status. Raises UpstreamUnavailable when nothing answers."""
+        body = json.dumps(payload).encode()
+        reply = await self.request("POST", path, body, {"content-type": "application/json"})
+        async with reply:
+            if reply.status != HTTPStatus.OK:
+                return reply.status, (await reply.text())[:200]
+            return reply.status, await reply.json()
 
     async def close(self) -> None:
         if self._session is not None:

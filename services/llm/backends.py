@@ -157,13 +157,11 @@ async def embed_prompt(embeddings: Upstream, text: str) -> np.ndarray:
     """The unit vector of one prompt from the embedding-cache service's ``/embed`` (base64 float32),
     through the project's relay like every other hop (BentoML's dependency client cost ~50 ms more per
     call on the 2-core CPU)."""
-    body = json.dumps({"texts": [text], "normalize": True, "encoding_format": "base64"}).encode()
-    reply = await embeddings.request("POST", "/embed", body, {"content-type": "application/json"})
-    async with reply:
-        if reply.status != 200:
-            raise EngineRequestError(reply.status, f"embedding service: {(await reply.text())[:200]}")
-        data = await reply.json()
-    return np.asarray(from_base64(data["embeddings"])[0], dtype=np.float32)
+    payload = {"texts": [text], "normalize": True, "encoding_format": "base64"}
+    status, answer = await embeddings.post_json("/embed", payload)
+    if status != 200:
+        raise EngineRequestError(status, f"embedding service: {answer}")
+    return np.asarray(from_base64(answer["embeddings"])[0], dtype=np.float32)
 
 
 def as_vector(reply: Any) -> np.ndarray:
