@@ -82,11 +82,11 @@ class EmbeddingSettings(_Section):
         default=60, ge=1, description="Request timeout of this BentoML service, in seconds."
     )
 
-    def padded_chars_per_pass(self, device: str) -> int | None:
+    def padded_chars_per_pass(self) -> int | None:
         """``max_padded_chars`` as set, or its default for ``device`` (None: one pass per batch)."""
         if self.max_padded_chars is not None:
             return self.max_padded_chars
-        return CPU_PADDED_CHARS_PER_PASS if device == "cpu" else None
+        return CPU_PADDED_CHARS_PER_PASS if self.device == "cpu" else None
 
 
 CPU_PADDED_CHARS_PER_PASS = 4096
@@ -328,7 +328,7 @@ class ProcessSettings(_Section):
     gc_thresholds: tuple[int, int, int] = Field(
         default=(50_000, 50, 1_000),
         description="Python's gc.set_threshold in each worker, set after start-up froze what loading created "
-        "(gc.freeze). CPython's (700, 10, 10) collected every few requests: p99 175 -> 44 ms for the classic "
+        "(gc.freeze). CPython's (700, 10, 10) collected every few requests: p99 175 -> 45 ms for the classic "
         "tabular API at 64 clients (docs/ARCHITECTURE.md). JSON list, e.g. [700,10,10] restores CPython's.",
     )
 

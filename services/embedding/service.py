@@ -71,7 +71,8 @@ class EmbeddingCache:
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
         self.batcher = TextBatcher(self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms)
-        self.max_padded_chars = CONFIG.padded_chars_per_pass(CONFIG.device)
+        self.max_padded_chars = CONFIG.padded_chars_per_pass()
+        self.longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)  # where it truncates
 
     _settle_gc = bentoml.on_startup(settle_gc_on_start)
 
@@ -126,8 +127,7 @@ class EmbeddingCache:
         of similar lengths (``length_groups``), vectors back in the texts' order."""
         started = time.perf_counter()
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)
-        for group in length_groups(texts, self.max_padded_chars, longest_chars):
+        for group in length_groups(texts, self.max_padded_chars, self.longest_chars):
             part = self.model.encode([texts[i] for i in group], batch_size=len(group), convert_to_numpy=True)
             vectors[group] = part
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
