@@ -30,5 +30,8 @@ def embedding_key(namespace: str, text: str) -> str:
 
 
 def canonical_json(value: Any) -> bytes:
-    """JSON with sorted keys and no spaces: equal requests give equal bytes."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """JSON with sorted keys and no spaces: equal requests give equal bytes. A lone surrogate (JSON allows
+    the escape ``"\\ud814"``, UTF-8 has no byte form for it) is kept as its own bytes instead of failing
+    the request with a 500 before the engine could answer it (found by the schemathesis fuzz)."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", errors="surrogatepass")

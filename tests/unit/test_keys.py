@@ -24,3 +24,15 @@ def test_keys_distinguish_whitespace_and_unicode() -> None:
 def test_canonical_json_ignores_key_order() -> None:
     assert canonical_json({"b": 1, "a": [1, "x"]}) == canonical_json({"a": [1, "x"], "b": 1})
     assert canonical_json({"a": "é"}) == '{"a":"é"}'.encode()
+
+
+def test_a_lone_surrogate_gets_a_key_of_its_own() -> None:
+    """JSON may carry ``"\\ud814"`` (no UTF-8 form): the key must not fail the request, nor merge texts."""
+    import json
+
+    from services.llm.response_cache import response_key
+
+    lone = json.loads('{"temperature": 0, "prompt": "\\ud814x"}')
+    other = json.loads('{"temperature": 0, "prompt": "\\ud815x"}')
+    assert response_key("/v1/completions", lone) != response_key("/v1/completions", other)
+    assert canonical_json({"a": "é"}) == '{"a":"é"}'.encode()  # every valid text keeps its bytes
