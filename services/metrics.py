@@ -51,7 +51,9 @@ PROXY_OVERHEAD_SECONDS = Histogram(
 
 LLM_COALESCED = Counter(
     "infstack_llm_coalesced_requests_total",
-    "Deterministic requests answered by following an identical request's generation already in flight",
+    "Deterministic requests answered by an identical request's generation already in flight: followed in "
+    "this process (in_flight), or waited for while another process generated it (stored)",
+    ["source"],
 )
 
 LLM_ROUTED = Counter(

@@ -199,6 +199,12 @@ class LLMSettings(_Section):
     response_cache: bool = Field(
         default=True, description="Cache deterministic (temperature 0 or seeded) answers."
     )
+    coalesce_across_processes: bool | None = Field(
+        default=None,
+        description="Identical deterministic requests in flight in different processes (workers, or replicas "
+        "sharing Redis) are generated once: the first claims the key in the cache store, the others wait for "
+        "its answer there. None: on when more than one process shares the cache (workers > 1, or Redis).",
+    )
     max_generate_tokens: int = Field(default=4096, ge=1, description="Upper bound of the typed generate API.")
     semantic_cache: bool = Field(
         default=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -31,6 +32,9 @@ class SqliteStore(LangChainByteStore):
             self._writer.execute("PRAGMA journal_mode=WAL")
             self._writer.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
             self._writer.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+            self._writer.execute(
+                "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, expires REAL NOT NULL)"
+            )
         self._reader, self._read_lock = self._connect(), threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
@@ -60,6 +64,37 @@ class SqliteStore(LangChainByteStore):
     def mdelete(self, keys: Sequence[str]) -> None:
         with self._write_lock:
             self._writer.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+
+    # --- claims (services/cache/store.py ClaimStore): expiry is wall-clock time, shared by processes ---
+    def claim(self, key: str, ttl_s: float) -> bool:
+        now = time.time()
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                self._writer.execute("DELETE FROM claims WHERE key = ? AND expires < ?", (key, now))
+                taken = self._writer.execute(
+                    "INSERT OR IGNORE INTO claims (key, expires) VALUES (?, ?)", (key, now + ttl_s)
+                ).rowcount
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+        return taken == 1
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        with self._write_lock:
+            self._writer.execute(
+                "INSERT OR REPLACE INTO claims (key, expires) VALUES (?, ?)", (key, time.time() + ttl_s)
+            )
+
+    def is_claimed(self, key: str) -> bool:
+        with self._read_lock:
+            row = self._reader.execute("SELECT expires FROM claims WHERE key = ?", (key,)).fetchone()
+        return row is not None and row[0] >= time.time()
+
+    def release(self, key: str) -> None:
+        with self._write_lock:
+            self._writer.execute("DELETE FROM claims WHERE key = ?", (key,))
 
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
         with self._read_lock:

@@ -42,6 +42,19 @@ class RedisStore(LangChainByteStore):
         if keys:
             self.client.delete(*keys)
 
+    # --- claims (services/cache/store.py ClaimStore): Redis expires them itself -----------------------
+    def claim(self, key: str, ttl_s: float) -> bool:
+        return bool(self.client.set(key, b"1", nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        self.client.set(key, b"1", px=max(1, int(ttl_s * 1000)))
+
+    def is_claimed(self, key: str) -> bool:
+        return bool(self.client.exists(key))
+
+    def release(self, key: str) -> None:
+        self.client.delete(key)
+
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
         for key in self.client.scan_iter(match=f"{prefix}*" if prefix else None):
             yield key.decode() if isinstance(key, bytes) else key

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeVar, cast, runtime_checkable
 
 from langchain_core.stores import ByteStore as LangChainByteStore
 
@@ -18,6 +18,7 @@ from services import metrics
 from services.settings import CacheSettings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -31,6 +32,24 @@ class ByteStore(Protocol):
     def mset(self, key_value_pairs: Sequence[tuple[str, bytes]]) -> None: ...
 
     def mdelete(self, keys: Sequence[str]) -> None: ...
+
+
+@runtime_checkable
+class ClaimStore(Protocol):
+    """Short-lived, expiring ownership of a key, seen by every process that shares the store: how the
+    workers (or replicas, over Redis) of the LLM proxy agree who generates an answer they all want."""
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        """Take ``key`` for ``ttl_s`` unless someone holds it; True when taken."""
+        ...
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        """The holder keeps its claim alive ``ttl_s`` longer."""
+        ...
+
+    def is_claimed(self, key: str) -> bool: ...
+
+    def release(self, key: str) -> None: ...
 
 
 class FailSoftStore(LangChainByteStore):
@@ -110,6 +129,30 @@ class FailSoftStore(LangChainByteStore):
             except Exception as exc:
                 self._failed("delete", exc)
 
+    # --- claims: with the backend down, every process generates for itself (no one waits on a claim) ---
+    def claim(self, key: str, ttl_s: float) -> bool:
+        return self._attempt("claim", True, lambda claims: claims.claim(key, ttl_s))
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        self._attempt("claim", None, lambda claims: claims.extend(key, ttl_s))
+
+    def is_claimed(self, key: str) -> bool:
+        return self._attempt("claim", False, lambda claims: claims.is_claimed(key))
+
+    def release(self, key: str) -> None:
+        self._attempt("claim", None, lambda claims: claims.release(key))
+
+    def _attempt(self, op: str, fallback: T, call: Callable[[ClaimStore], T]) -> T:
+        if self._skip():
+            return fallback
+        try:
+            value = call(cast(ClaimStore, self.inner))
+        except Exception as exc:
+            self._failed(op, exc)
+            return fallback
+        self._succeeded()
+        return value
+
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
         keys: Iterator[str] = self.inner.yield_keys(prefix=prefix)  # type: ignore[attr-defined]
         return keys
@@ -140,6 +183,18 @@ class Unopened:
         raise self.reason
 
     def mdelete(self, keys: Sequence[str]) -> None:
+        raise self.reason
+
+    def claim(self, key: str, ttl_s: float) -> bool:
+        raise self.reason
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        raise self.reason
+
+    def is_claimed(self, key: str) -> bool:
+        raise self.reason
+
+    def release(self, key: str) -> None:
         raise self.reason
 
 

@@ -61,6 +61,25 @@ class WriteBehindStore(LangChainByteStore):
                 self._pending.pop(key, None)
         self.inner.mdelete(keys)
 
+    # --- claims go straight to the backend: a claim is only worth anything once every process sees it ---
+    def claim(self, key: str, ttl_s: float) -> bool:
+        return self.inner.claim(key, ttl_s)
+
+    def extend(self, key: str, ttl_s: float) -> None:
+        self.inner.extend(key, ttl_s)
+
+    def is_claimed(self, key: str) -> bool:
+        return self.inner.is_claimed(key)
+
+    def release(self, key: str) -> None:
+        self.inner.release(key)
+
+    def committed(self, key: str, timeout_s: float = 10.0) -> bool:
+        """Wait until ``key``'s queued write is committed (or dropped); False on timeout. Other processes
+        can read it from then on."""
+        with self._lock:
+            return self._lock.wait_for(lambda: key not in self._pending, timeout_s)
+
     def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
         self.flush()
         return self.inner.yield_keys(prefix=prefix)

@@ -139,8 +139,18 @@ def engine_backend(
         semantic if config.semantic_cache and embed_prompt is not None else None,
         embed_prompt if config.semantic_cache else None,
         hop=hop,
+        coalesce_across_processes=_coalesce_across_processes(settings, hop),
     )
     return EngineBackend(proxy, config.served_model_name or config.model)
+
+
+def _coalesce_across_processes(settings: Settings, hop: str) -> bool:
+    """Unless set, on when more than one process shares the response cache: several workers of the
+    service the proxy runs in, or Redis (replicas)."""
+    if settings.llm.coalesce_across_processes is not None:
+        return settings.llm.coalesce_across_processes
+    workers = settings.gateway.workers if hop == "gateway" else settings.llm.workers or 1
+    return workers > 1 or settings.cache.backend == "redis"
 
 
 def _bentoml_error_message(body: str) -> str:

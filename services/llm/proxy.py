@@ -4,7 +4,8 @@ Only the two generation routes pass through here, to consult the response cache;
 relayed untouched (services/llm/routes.py). Whoever talks to the engine directly runs this: the gateway
 when the engine is on its host, else the LLM service. Bytes go through services/relay.py as they arrive;
 a miss is recorded while it streams and stored by the cache's writer thread once it is complete;
-identical requests that arrive meanwhile follow that one generation (services/llm/coalesce.py).
+identical requests that arrive meanwhile, in this process or another, share that one generation
+(services/llm/coalesce.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services import metrics
-from services.llm.coalesce import SharedGeneration
+from services.llm.coalesce import Coalescer
 from services.llm.response_cache import ResponseCache, response_key
 from services.llm.routing import EnginePool
 from services.llm.semantic import PromptEmbedder, SemanticIndex, prompt_text, signature
@@ -82,6 +83,7 @@ class EngineProxy:
         semantic: SemanticIndex | None = None,
         embed_prompt: PromptEmbedder | None = None,
         hop: str = "llm",
+        coalesce_across_processes: bool = False,
     ) -> None:
         self.engines = engines
         self.hop = hop  # which service this proxy runs in: the label of its overhead histogram
@@ -89,7 +91,8 @@ class EngineProxy:
         self._cache: ResponseCache | None = None
         self.semantic = semantic if embed_prompt is not None else None
         self._embed_prompt = embed_prompt
-        self._in_flight: dict[str, SharedGeneration] = {}  # by cache key, while the engine generates
+        self._coalesce_across_processes = coalesce_across_processes
+        self._coalescer: Coalescer | None = None  # identical requests in flight: one generation
 
     @property
     def engine(self) -> Upstream:
@@ -101,6 +104,7 @@ class EngineProxy:
         # Opened on first use, inside the worker process (never in BentoML's parent process).
         if self._cache is None and self._cache_factory is not None:
             self._cache = self._cache_factory()
+            self._coalescer = Coalescer(self._cache, self._coalesce_across_processes)
         return self._cache
 
     async def close(self) -> None:
@@ -132,10 +136,14 @@ class EngineProxy:
                         return _cached_reply(*cached, "semantic-hit")
         shared = None
         if pending is not None:
-            if (running := self._in_flight.get(pending.key)) is not None and await running.joined():
-                metrics.LLM_COALESCED.inc()
-                return Reply(200, running.headers, running.follow(), "coalesced")
-            shared = self._share(pending.key)
+            assert self._coalescer is not None  # opened with the cache
+            turn = await self._coalescer.enter(pending.key)
+            if turn.answer is not None:
+                return _cached_reply(*turn.answer, "coalesced")
+            assert turn.generation is not None
+            if turn.kind == "follow":
+                return Reply(200, turn.generation.headers, turn.generation.follow(), "coalesced")
+            shared = turn.generation
         sent = time.perf_counter()
         replica = self.engines.choose(payload)
         try:
@@ -160,17 +168,6 @@ class EngineProxy:
         assert shared is not None
         shared.start(reply_headers, chunks)
         return Reply(upstream.status, reply_headers, shared.follow(), "miss")
-
-    def _share(self, key: str) -> SharedGeneration:
-        """Register the generation of ``key`` for identical requests to follow while it runs."""
-
-        def finished() -> None:
-            if self._in_flight.get(key) is shared:
-                del self._in_flight[key]
-
-        shared = SharedGeneration(finished)
-        self._in_flight[key] = shared
-        return shared
 
     async def _semantic_lookup(
         self, route: str, payload: dict[str, Any], cache: ResponseCache

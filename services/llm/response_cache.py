@@ -45,6 +45,12 @@ def sse_events(body: bytes) -> Iterator[bytes]:
             yield event + b"\n\n"
 
 
+def _entry(blob: bytes | None) -> tuple[bool, bytes] | None:
+    if blob is None or blob[:1] not in (_JSON, _SSE) or len(blob) < 2:
+        return None
+    return blob[:1] == _SSE, blob[1:]
+
+
 class ResponseCache:
     def __init__(self, store: ByteStore) -> None:
         self.store = store
@@ -54,11 +60,16 @@ class ResponseCache:
         started = time.perf_counter()
         [blob] = self.store.mget([key])
         metrics.CACHE_LOOKUP_SECONDS.labels(CACHE_NAME).observe(time.perf_counter() - started)
-        if blob is None or blob[:1] not in (_JSON, _SSE) or len(blob) < 2:
+        if (entry := _entry(blob)) is None:
             metrics.CACHE_LOOKUPS.labels(CACHE_NAME, "miss" if blob is None else "corrupt").inc()
             return None
         metrics.CACHE_LOOKUPS.labels(CACHE_NAME, "hit").inc()
-        return blob[:1] == _SSE, blob[1:]
+        return entry
+
+    def peek(self, key: str) -> tuple[bool, bytes] | None:
+        """As ``get``, uncounted: a request waiting for another process's answer looks many times."""
+        [blob] = self.store.mget([key])
+        return _entry(blob)
 
     def put(self, key: str, body: bytes, *, stream: bool) -> None:
         self.store.mset([(key, (_SSE if stream else _JSON) + body)])

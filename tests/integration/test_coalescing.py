@@ -1,16 +1,20 @@
 """Identical deterministic requests in flight together are generated once (services/llm/coalesce.py),
-through the public port, against the real engine: one engine request, every client the same answer."""
+through the public port, against the real engine: one engine request, every client the same answer.
+Across replicas too: two LLM services sharing a real Redis generate a request once between them."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+import pytest
 
-from scripts.procs import BentoServer, metric_value
+from scripts.procs import BentoServer, RedisServer, metric_value
 from services.wire import CACHE_HEADER
-from tests.conftest import TINY_LLM
+from tests.conftest import LLM_TARGET, TINY_LLM, llm_env
 
 CLIENTS = 6
 
@@ -20,8 +24,8 @@ def engine_requests(server: BentoServer) -> float:
     return metric_value(text, "vllm:request_success_total", finished_reason="length") or 0.0
 
 
-async def ask_together(url: str, body: dict) -> list[tuple[str, str]]:
-    """(cache header, streamed body) of CLIENTS identical streaming requests sent at once."""
+async def ask_together(url: str, body: dict, clients: int = CLIENTS) -> list[tuple[str, str]]:
+    """(cache header, streamed body) of ``clients`` identical streaming requests sent at once."""
 
     async def one(client: httpx.AsyncClient) -> tuple[str, str]:
         async with client.stream("POST", f"{url}/v1/completions", json=body) as reply:
@@ -29,7 +33,7 @@ async def ask_together(url: str, body: dict) -> list[tuple[str, str]]:
             return reply.headers[CACHE_HEADER], (await reply.aread()).decode()
 
     async with httpx.AsyncClient(timeout=120) as client:
-        return await asyncio.gather(*(one(client) for _ in range(CLIENTS)))
+        return await asyncio.gather(*(one(client) for _ in range(clients)))
 
 
 def test_identical_requests_in_flight_share_one_generation(gateway_server: BentoServer) -> None:
@@ -43,7 +47,9 @@ def test_identical_requests_in_flight_share_one_generation(gateway_server: Bento
     assert answers[0][1].rstrip().endswith("data: [DONE]")
     assert engine_requests(gateway_server) - before == 1
     coalesced = metric_value(
-        httpx.get(f"{gateway_server.url}/metrics", timeout=30).text, "infstack_llm_coalesced_requests_total"
+        httpx.get(f"{gateway_server.url}/metrics", timeout=30).text,
+        "infstack_llm_coalesced_requests_total",
+        source="in_flight",
     )
     assert coalesced is not None and coalesced >= how.count("coalesced")
 
@@ -64,3 +70,36 @@ def test_requests_that_differ_are_not_coalesced(gateway_server: BentoServer) -> 
 
     assert asyncio.run(both()) == ["miss", "miss"]
     assert engine_requests(gateway_server) - before == 2
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    bento_factory: Callable[..., BentoServer], shared_redis: RedisServer, session_dir: Path, tiny_llm: str
+) -> list[BentoServer]:
+    """Two LLM services, each with its own engine, sharing one Redis (as replicas of a deployment do)."""
+    redis = {"INFSTACK_CACHE__BACKEND": "redis", "INFSTACK_CACHE__REDIS_URL": shared_redis.url}
+    return [
+        bento_factory(LLM_TARGET, llm_env(session_dir / f"replica{i}", **redis), f"llm-replica{i}")
+        for i in range(2)
+    ]
+
+
+def test_replicas_sharing_redis_generate_an_identical_request_once(replicas: list[BentoServer]) -> None:
+    body = {"model": TINY_LLM, "prompt": f"replicas {uuid.uuid4().hex}", "max_tokens": 256,
+            "ignore_eos": True, "temperature": 0, "stream": True}  # fmt: skip
+    before = sum(engine_requests(server) for server in replicas)
+
+    async def both() -> list[list[tuple[str, str]]]:
+        return await asyncio.gather(*(ask_together(server.url, body, clients=3) for server in replicas))
+
+    answers = asyncio.run(both())
+    generated = sum(engine_requests(server) for server in replicas) - before
+    assert generated == 1, answers
+    texts = {text for per_replica in answers for _, text in per_replica}
+    assert len(texts) == 1 and texts.pop().rstrip().endswith("data: [DONE]")
+    waited = [  # the replica that did not generate answered every client from the stored answer
+        metric_value(httpx.get(f"{server.url}/metrics", timeout=30).text,
+                     "infstack_llm_coalesced_requests_total", source="stored") or 0.0
+        for server in replicas
+    ]  # fmt: skip
+    assert max(waited) >= 3, (waited, answers)

@@ -34,6 +34,16 @@ def test_unreachable_redis_reads_as_misses_and_is_skipped_until_retry() -> None:
     assert _errors("t-down", "get") == 1
 
 
+def test_with_redis_down_every_process_generates_for_itself() -> None:
+    """A claim that cannot be checked must not make a request wait: it is taken, and seen by no one."""
+    store = FailSoftStore(RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_ms=100), "t-claims", 60)
+    assert store.claim("claim:k", 10) and store.claim("claim:k", 10)
+    assert not store.is_claimed("claim:k")
+    store.extend("claim:k", 10)  # no exception
+    store.release("claim:k")
+    assert _errors("t-claims", "claim") == 1  # then skipped while down
+
+
 def test_store_recovers_when_redis_comes_back(redis_factory: Callable[..., RedisServer]) -> None:
     redis_server = redis_factory(run=False)
     store = FailSoftStore(RedisStore(redis_server.url, timeout_ms=100), "t-recover", retry_interval_s=0.2)

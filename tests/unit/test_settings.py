@@ -53,3 +53,28 @@ def test_bad_values_name_the_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=message):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variables", "hop", "across"),
+    [
+        ({}, "gateway", False),  # one worker, on-disk cache: nothing to share with
+        ({"INFSTACK_GATEWAY__WORKERS": "4"}, "gateway", True),
+        ({"INFSTACK_GATEWAY__WORKERS": "4"}, "llm", False),  # the LLM service's own workers count there
+        ({"INFSTACK_LLM__WORKERS": "2"}, "llm", True),
+        ({"INFSTACK_CACHE__BACKEND": "redis"}, "llm", True),  # replicas
+        (
+            {"INFSTACK_GATEWAY__WORKERS": "4", "INFSTACK_LLM__COALESCE_ACROSS_PROCESSES": "false"},
+            "gateway",
+            False,
+        ),
+    ],
+)
+def test_coalescing_spans_processes_where_more_than_one_shares_the_cache(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], hop: str, across: bool
+) -> None:
+    from services.llm.backends import _coalesce_across_processes
+
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert _coalesce_across_processes(load_settings(), hop) is across

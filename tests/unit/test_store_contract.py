@@ -3,14 +3,16 @@ write-behind wrapper the services use (its queued writes must read back at once)
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from scripts.procs import RedisServer
 from services.cache.disk import SqliteStore
 from services.cache.redis_store import RedisStore
-from services.cache.store import ByteStore, FailSoftStore
+from services.cache.store import ByteStore, ClaimStore, FailSoftStore
 from services.cache.write_behind import WriteBehindStore
 
 
@@ -56,6 +58,32 @@ def test_large_batches_work(store: ByteStore) -> None:
 def test_keys_can_be_listed_by_prefix(store: ByteStore) -> None:
     store.mset([("ns1:a", b"1"), ("ns1:b", b"2"), ("ns2:a", b"3")])
     assert sorted(store.yield_keys(prefix="ns1:")) == ["ns1:a", "ns1:b"]  # type: ignore[attr-defined]
+
+
+def test_a_claim_is_held_once_until_released(store: ByteStore) -> None:
+    claims = cast(ClaimStore, store)
+    assert claims.claim("claim:k", 10) and claims.is_claimed("claim:k")
+    assert not claims.claim("claim:k", 10)  # another process asking: no
+    claims.release("claim:k")
+    assert not claims.is_claimed("claim:k")
+    assert claims.claim("claim:k", 10)
+
+
+def test_a_claim_not_extended_expires(store: ByteStore) -> None:
+    claims = cast(ClaimStore, store)
+    assert claims.claim("claim:short", 0.2) and claims.claim("claim:kept", 0.2)
+    claims.extend("claim:kept", 10)
+    time.sleep(0.3)
+    assert not claims.is_claimed("claim:short") and claims.is_claimed("claim:kept")
+    assert claims.claim("claim:short", 10) and not claims.claim("claim:kept", 10)
+
+
+def test_claims_are_seen_by_every_process_sharing_the_file(tmp_path: Path) -> None:
+    """Two stores on one file (as two worker processes open it) agree who holds a claim."""
+    first, second = SqliteStore(tmp_path / "kv.sqlite3"), SqliteStore(tmp_path / "kv.sqlite3")
+    assert first.claim("claim:k", 10) and not second.claim("claim:k", 10) and second.is_claimed("claim:k")
+    first.release("claim:k")
+    assert second.claim("claim:k", 10)
 
 
 def test_disk_store_survives_reopening(tmp_path: Path) -> None:
