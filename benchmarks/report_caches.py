@@ -48,7 +48,8 @@ def zipf_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             "vLLM's median end-to-end latency, and answers every repeat instantly (the same prompt sequence and",
             "clients, `benchmarks/llm_prompts.py: zipf_makespan_s`): the ceiling a measured ratio is read against.",
             "The last column counts the Bento's answers by its cache header: a run whose hits wait longer, or",
-            "whose workers generate a prompt more than once (coalescing is per worker), falls further below it.",
+            "whose workers generate a prompt more than once, falls further below it. Runs named `*_shared` coalesce",
+            "across workers (the key claimed in the cache store); the earlier runs coalesced per worker only.",
             "", *table(head, rows), "", *commands, ""]  # fmt: skip
 
 
