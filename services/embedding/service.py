@@ -16,13 +16,19 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 
 from services import metrics
-from services.bentoml_adapter import fix_bentoml, gpu_assignment_error, stop_server
+from services.bentoml_adapter import dependency_url, fix_bentoml, gpu_assignment_error, stop_server
 from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
 from services.embedding.batcher import TextBatcher
 from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
-from services.embedding.model import TokenCounter, length_groups, load_sentence_model
+from services.embedding.model import (
+    TokenCounter,
+    encode_batch,
+    length_groups,
+    load_sentence_model,
+    shares_cores_with_engine,
+)
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.gc_tuning import settle_gc_on_start
@@ -63,7 +69,8 @@ class EmbeddingCache:
             stop_server(reason)
             raise RuntimeError(reason)
         self.model_id = CONFIG.model_id
-        self.model = load_sentence_model(CONFIG.model_id, CONFIG.device)
+        beside_engine = shares_cores_with_engine(dependency_url("llm"), gpu_count())
+        self.model = load_sentence_model(CONFIG.model_id, CONFIG.device, beside_cpu_engine=beside_engine)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
         self.token_counter = TokenCounter(self.model)
         self.store = WriteBehindStore(open_store(SETTINGS.cache, cache="embedding"))
@@ -128,8 +135,7 @@ class EmbeddingCache:
         started = time.perf_counter()
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for group in length_groups(texts, self.max_padded_chars, self.longest_chars):
-            part = self.model.encode([texts[i] for i in group], batch_size=len(group), convert_to_numpy=True)
-            vectors[group] = part
+            vectors[group] = encode_batch(self.model, [texts[i] for i in group])
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
         metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
         return vectors

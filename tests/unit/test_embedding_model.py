@@ -1,14 +1,17 @@
-"""Token counting (OpenAI ``usage``) while the model encodes on another thread: neither may break the
-other (a shared fast tokenizer's padding state did, under concurrent clients)."""
+"""services/embedding/model.py with the real packaged MiniLM: one forward pass gives what
+sentence-transformers' ``encode`` gives; token counting (OpenAI ``usage``) while the model encodes on
+another thread breaks neither (a shared fast tokenizer's padding state did, under concurrent clients);
+length groups."""
 
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from services.embedding.model import TokenCounter, load_sentence_model
+from services.embedding.model import TokenCounter, encode_batch, load_sentence_model
 
 TEXTS = [("word " * n).strip() for n in (1, 7, 3, 19, 2, 11, 5, 23)]
 
@@ -16,6 +19,15 @@ TEXTS = [("word " * n).strip() for n in (1, 7, 3, 19, 2, 11, 5, 23)]
 @pytest.fixture(scope="module")
 def model():  # the real packaged MiniLM (sentence-transformers), loaded once
     return load_sentence_model("all-MiniLM-L6-v2")
+
+
+def test_one_forward_pass_gives_the_vectors_encode_gives(model) -> None:
+    texts = [*TEXTS, "Ünïcödé, emoji 🙂 and CJK 漢字", "x" * 5000]  # mixed lengths, one past truncation
+    expected = model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+    got = encode_batch(model, texts)
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(encode_batch(model, texts[:1]), expected[:1], rtol=0, atol=1e-5)  # alone
 
 
 def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
@@ -57,3 +69,13 @@ def test_length_groups_pad_little_and_cover_every_text_once() -> None:
     assert length_groups(texts, None, 1024) == [list(range(len(texts)))]  # one pass, callers' order
     assert length_groups(["a" * 5000], 100, longest_chars=1024) == [[0]]  # a text longer than the budget
     assert length_groups(["b" * 5000] * 3, 3 * 1024, longest_chars=1024) == [[0, 1, 2]]  # cut where truncated
+
+
+def test_threads_wait_passively_only_beside_a_cpu_engine() -> None:
+    from services.embedding.model import shares_cores_with_engine
+
+    assert shares_cores_with_engine("file:///tmp/llm.sock", gpus=0)  # bentoml serve of the Bento, CPU host
+    assert shares_cores_with_engine("file:///tmp/llm.sock", gpus=None)  # no NVML: no GPU either
+    assert not shares_cores_with_engine("file:///tmp/llm.sock", gpus=1)  # the engine is on the GPU
+    assert not shares_cores_with_engine(None, gpus=0)  # the embedding service served without the LLM
+    assert not shares_cores_with_engine("http://llm:3000", gpus=0)  # the LLM on another pod
