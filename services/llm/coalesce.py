@@ -141,7 +141,16 @@ class Coalescer:
                 shared = self._share(key)  # identical requests of this process follow it meanwhile
                 if self._claims is None:
                     return Turn("lead", shared)
-                if await asyncio.to_thread(self._claims.claim, _claim_key(key), CLAIM_TTL_S):
+                claiming = asyncio.ensure_future(
+                    asyncio.to_thread(self._claims.claim, _claim_key(key), CLAIM_TTL_S)
+                )
+                try:
+                    claimed = await asyncio.shield(claiming)
+                except BaseException:  # cancelled (the client left): nobody leads here after all
+                    shared.abandon()
+                    claiming.add_done_callback(lambda done: self._give_back(key, done))
+                    raise
+                if claimed:
                     shared.claim_renewal = asyncio.create_task(self._keep_claimed(key))
                     return Turn("lead", shared)
                 wait = self._waits[key] = asyncio.create_task(self._stored_elsewhere(key))
@@ -171,6 +180,11 @@ class Coalescer:
         while True:
             await asyncio.sleep(_RENEW_EVERY_S)
             await asyncio.to_thread(self._claims.extend, _claim_key(key), CLAIM_TTL_S)
+
+    def _give_back(self, key: str, claiming: asyncio.Future[bool]) -> None:
+        """A claim taken for a request that left before leading: release it now, not at its expiry."""
+        if not claiming.cancelled() and claiming.exception() is None and claiming.result():
+            asyncio.get_running_loop().run_in_executor(None, self._release, key)
 
     def _release(self, key: str) -> None:
         """Runs in a thread: the answer (if any) is committed first, so a waiter that sees the claim gone

@@ -148,11 +148,13 @@ class EngineProxy:
         replica = self.engines.choose(payload)
         try:
             upstream = await replica.upstream.request("POST", route, body, headers)
-        except UpstreamUnavailable as exc:
+        except BaseException as exc:  # the engine is down, or the client left (cancelled) meanwhile
             self.engines.release(replica)
             if shared is not None:
-                shared.abandon()
-            raise EngineUnavailable(str(exc)) from exc
+                shared.abandon()  # else its followers (and its claim's renewal) would wait for ever
+            if isinstance(exc, UpstreamUnavailable):
+                raise EngineUnavailable(str(exc)) from exc
+            raise
         reply_headers = response_headers(upstream.headers)
         if len(self.engines.replicas) > 1:
             reply_headers.append((REPLICA_HEADER.encode(), str(replica.index).encode()))

@@ -119,3 +119,20 @@ def test_without_sharing_each_process_leads_its_own(tmp_path: Path) -> None:
         assert (await first.enter(KEY)).kind == (await second.enter(KEY)).kind == "lead"
 
     asyncio.run(scenario())
+
+
+def test_a_request_cancelled_while_claiming_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The client of the would-be leader leaves while its claim is being taken: an identical request of
+    the same process must not wait for a generation nobody will start."""
+
+    async def scenario() -> None:
+        first, _ = worker(tmp_path / "kv")
+        claiming = asyncio.create_task(first.enter(KEY))
+        await asyncio.sleep(0)  # inside the claim
+        follower = asyncio.create_task(first.enter(KEY))
+        await asyncio.sleep(0)
+        claiming.cancel()
+        turn = await follower
+        assert turn.kind in ("lead", "stored")  # not stuck following the cancelled one
+
+    asyncio.run(asyncio.wait_for(scenario(), 3))  # its claim is released, not left to expire (10 s)
