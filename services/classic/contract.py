@@ -55,7 +55,7 @@ class ClassicModel(Protocol):
     class_names: list[str]
 
     @classmethod
-    def input_type(cls, config: Any) -> Any:
+    def input_type(cls, settings: Any) -> Any:
         """The pydantic type of the request field (a bounded list of rows): bad rows are 400s naming them."""
 
     @classmethod

@@ -71,8 +71,8 @@ class DigitsClassifier:
         self.class_names = [str(d) for d in range(10)]
 
     @classmethod
-    def input_type(cls, config: Any) -> Any:
-        most = config.max_images
+    def input_type(cls, settings: Any) -> Any:
+        most = settings.classic.max_images
         return Annotated[
             list[Image], Field(min_length=1, max_length=most, description=f"1 to {most} 8x8 images")
         ]

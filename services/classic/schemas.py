@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from services.classic.registry import MODELS
 from services.settings import get_settings
 
-INPUT_TYPES: dict[str, Any] = {model.SPEC.kind: model.input_type(get_settings().classic) for model in MODELS}
+INPUT_TYPES: dict[str, Any] = {model.SPEC.kind: model.input_type(get_settings()) for model in MODELS}
 
 if TYPE_CHECKING:
     Rows = list[list[float]]

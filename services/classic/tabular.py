@@ -52,8 +52,8 @@ class TabularClassifier:
         self.tag = tag
 
     @classmethod
-    def input_type(cls, config: Any) -> Any:
-        width, most = config.tabular_features, config.max_rows
+    def input_type(cls, settings: Any) -> Any:
+        width, most = settings.classic.tabular_features, settings.classic.max_rows
         row = Annotated[
             list[FiniteFloat],
             Field(min_length=width, max_length=width, description=f"{width} finite numbers"),

@@ -43,7 +43,14 @@ SPEC = ModelSpec(
     dependency="embedding_cache",
     settings={
         "max_texts": (int, Field(default=64, ge=1, description="Most texts in one request.")),
-        "max_text_chars": (int, Field(default=2000, ge=1, description="Longest text, in characters.")),
+        "max_text_chars": (
+            int,
+            Field(
+                default=2000,
+                ge=1,
+                description="Longest text, in characters (INFSTACK_EMBEDDING__MAX_TEXT_CHARS applies too, if lower).",
+            ),
+        ),
     },
 )
 
@@ -57,10 +64,13 @@ class TextClassifier:
         self.class_names = [str(c) for c in estimator.classes_]
 
     @classmethod
-    def input_type(cls, config: Any) -> Any:
+    def input_type(cls, settings: Any) -> Any:
+        """At most the embedding service's own text length too: a longer text got its 400 in the middle of
+        a batch, failing every request of that batch (found by the schemathesis fuzz)."""
         from services.embedding.schemas import bounded_texts
 
-        return bounded_texts(config.max_texts, config.max_text_chars)
+        longest = min(settings.classic.max_text_chars, settings.embedding.max_text_chars)
+        return bounded_texts(settings.classic.max_texts, longest)
 
     @classmethod
     def load(cls, stored: Any, settings: Any) -> TextClassifier:
