@@ -105,6 +105,16 @@ class Upstream:
             await self._session.close()
 
 
+def dependency_upstream(service_name: str) -> Upstream | None:
+    """A dependency service as this worker reaches it through the relay, at the address BentoML gave it
+    (a Unix socket under ``bentoml serve``, ``http://`` with ``--depends``); None where BentoML built the
+    service inside this process (its client is then the only way to it)."""
+    from services.bentoml_adapter import dependency_url
+
+    url = dependency_url(service_name)
+    return Upstream(f"{service_name} service", url) if url is not None else None
+
+
 def request_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The client's end-to-end headers, to send on (repeated headers kept)."""
     return [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]

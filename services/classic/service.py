@@ -15,14 +15,14 @@ from typing import Any
 import bentoml
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, dependency_url, fix_bentoml
+from services.bentoml_adapter import add_middleware, fix_bentoml
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
 from services.classic.shedding import BatchedRoute, ShedMessage
 from services.embedding.service import EmbeddingCache
 from services.gc_tuning import settle_gc_on_start
-from services.relay import Upstream
+from services.relay import dependency_upstream
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -41,10 +41,7 @@ class ClassicML:
         self.models: dict[str, ClassicModel] = {
             model.SPEC.kind: model.load(getattr(self, _ref(model)), SETTINGS) for model in MODELS
         }
-        # The embedding service through the project's relay; None where BentoML built it inside this
-        # process (then its client is the only way to it).
-        url = dependency_url("embedding_cache")
-        self.embedding_upstream = Upstream("embedding_cache service", url) if url is not None else None
+        self.embedding_upstream = dependency_upstream("embedding_cache")  # None: use BentoML's client
 
     _settle_gc = bentoml.on_startup(settle_gc_on_start)
 

@@ -50,7 +50,7 @@ from services.llm.backends import (
 from services.llm.generate import generate
 from services.llm.service import LLM
 from services.metrics_exposition import merged, scrape
-from services.relay import Upstream, UpstreamUnavailable, relay
+from services.relay import Upstream, UpstreamUnavailable, dependency_upstream, relay
 from services.request_id import forwarded_request_id, with_request_ids
 from services.settings import Settings, get_settings
 from services.wire import dependency_failed
@@ -195,12 +195,12 @@ add_middleware(
 
 
 def _dependency(name: str) -> Upstream:
-    url = dependency_url(name)
-    if url is None:
+    upstream = dependency_upstream(name)
+    if upstream is None:
         raise RuntimeError(
             f"the gateway needs the {name} service as its own server (bentoml serve or --depends)"
         )
-    return Upstream(f"{name} service", url)
+    return upstream
 
 
 def _llm_backend(settings: Settings, embed_prompt: Any) -> LLMBackend:

@@ -15,7 +15,6 @@ from starlette.applications import Starlette
 
 from services.bentoml_adapter import (
     assigned_gpus,
-    dependency_url,
     fix_bentoml,
     gpu_assignment_error,
     mark_streaming,
@@ -30,7 +29,7 @@ from services.llm.generate import generate
 from services.llm.routes import llm_routes
 from services.llm.supervision import EngineWatch, StartupError, preflight
 from services.metrics_exposition import engine_families
-from services.relay import Upstream
+from services.relay import dependency_upstream
 from services.request_id import with_request_ids
 from services.settings import get_settings
 
@@ -77,10 +76,8 @@ class LLM:
             stop_server(str(exc))
             raise
         self.llm_backend = engine_backend(SETTINGS, self._embed_prompt if CONFIG.semantic_cache else None)
-        # The embedding service for the semantic cache, through the relay; None where BentoML built it
-        # inside this process (then its client is the only way to it).
-        url = dependency_url("embedding_cache") if CONFIG.semantic_cache else None
-        self._embeddings = Upstream("embedding_cache service", url) if url is not None else None
+        # The embedding service for the semantic cache, through the relay (None: use BentoML's client).
+        self._embeddings = dependency_upstream("embedding_cache") if CONFIG.semantic_cache else None
         # BentoML starts the engine in the first worker only: that worker restarts it when it dies.
         self.engine_watch = EngineWatch(self.llm_backend.engines, owns_engine=worker_index() == 1)
 
