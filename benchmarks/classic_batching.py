@@ -79,6 +79,8 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
         "on": serve("on", ctx["workdir"], ctx["models"], ctx["env"]),
         "off": serve("off", ctx["workdir"], ctx["models"], {**ctx["env"], **OFF}),
     }
+    for name, env in variants(args.variant).items():  # "on" with some settings changed
+        servers[name] = serve(name, ctx["workdir"], ctx["models"], {**ctx["env"], **env})
     cells = []
     try:
         if args.litserve_python:  # the answers every LitServe peer must agree with, before any load
@@ -93,6 +95,26 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
         for server in servers.values():
             server.stop()
     return cells
+
+
+def variants(specs: list[str]) -> dict[str, dict[str, str]]:
+    """``--variant NAME:KEY=VALUE[,KEY=VALUE]`` -> name -> the environment it adds to "on"."""
+    return {name: dict(kv.split("=", 1) for kv in changes.split(","))
+            for name, _, changes in (spec.partition(":") for spec in specs)}  # fmt: skip
+
+
+def versus_on(cells: list[dict], names: list[str]) -> dict[str, Any]:
+    """Each variant's rows/s and p99 beside "on"'s, per model and concurrency (measured back to back)."""
+    on = {(c["model"], c["concurrency"]): c for c in cells if c["config"] == "on"}
+    out: dict[str, Any] = {}
+    for c in cells:
+        if c["config"] in names and (base := on.get((c["model"], c["concurrency"]))):
+            out.setdefault(c["config"], {}).setdefault(c["model"], {})[f"concurrency={c['concurrency']}"] = {
+                "rows_per_s": c["rows_per_s"], "on_rows_per_s": base["rows_per_s"],
+                "on_ratio": round(c["rows_per_s"] / base["rows_per_s"], 3) if base["rows_per_s"] else None,
+                "p99_ms": (c["latency_ms"] or {}).get("p99"), "on_p99_ms": (base["latency_ms"] or {}).get("p99"),
+            }  # fmt: skip
+    return out
 
 
 def run_sweep(tabular_ms: int, text_ms: int, args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
@@ -154,6 +176,14 @@ def main() -> None:
         "--litserve-python", help="python of LitServe's environment (make peers): add it as a peer"
     )
     parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+        help="another 'on' server with these settings, measured beside on and off in every cell "
+        "(e.g. in_flight_2:INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2)",
+    )
+    parser.add_argument(
         "--ceilings",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -181,6 +211,8 @@ def main() -> None:
         for tabular_ms, text_ms in zip(args.sweep_tabular_ms, args.sweep_text_ms, strict=True):
             sweep += run_sweep(tabular_ms, text_ms, args, ctx)
     summary = summarize([c for c in cells if c["config"] in ("on", "off")], bounds)
+    if args.variant:
+        summary["variants"] = versus_on(cells, list(variants(args.variant)))
     if args.ceilings:
         summary["noop_ceilings"] = noop_ceilings(cells)
     if args.litserve_python:

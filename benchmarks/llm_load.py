@@ -91,6 +91,17 @@ async def stream_completion(
     return result
 
 
+def run_async(coro: Any) -> Any:
+    """Run a client coroutine on uvloop where installed (less client CPU on small machines; the same
+    loop for every target)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 # --- a load run ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Load:
@@ -101,11 +112,13 @@ class Load:
     request_rate: float = math.inf
     max_concurrency: int | None = None
     seed: int = 0
+    client_processes: int = 1  # >1: the closed loop runs in that many processes (llm_load_processes.py)
 
     def to_json(self) -> dict[str, Any]:
         rate = "inf" if math.isinf(self.request_rate) else self.request_rate
         return {"name": self.name, "num_prompts": self.num_prompts, "request_rate": rate,
-                "max_concurrency": self.max_concurrency, "seed": self.seed}  # fmt: skip
+                "max_concurrency": self.max_concurrency, "seed": self.seed,
+                "client_processes": self.client_processes}  # fmt: skip
 
 
 def completion_payload(

@@ -40,7 +40,6 @@ benchmarks/llm_serving_report.py.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shutil
 import tempfile
@@ -50,7 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CpuMeter, wait_for_quiet
-from benchmarks.llm_load import Load, run_load, summarize, vllm_bench_serve
+from benchmarks.llm_load import Load, run_async, run_load, summarize, vllm_bench_serve
+from benchmarks.llm_load_processes import run_load_processes
 from benchmarks.llm_plot import plot_comparison
 from benchmarks.llm_prompts import random_prompts
 from benchmarks.llm_serving_args import (
@@ -79,16 +79,6 @@ from benchmarks.roofline import copy_bandwidth_bytes_per_s, decode_floor
 from services.llm.engine import resolve_model, served_model_name
 
 
-def _run(coro: Any) -> Any:
-    """Run the client on uvloop where installed (less client CPU on small machines; same for both)."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
 def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Path, loads: list[Load],
             prompts: dict[str, list[Any]], workdir: Path, lengths: dict[str, int | list[int]]) -> dict[str, Any]:  # fmt: skip
     """Warm the target up, then run every load ``--repeats`` times (fresh prompts each time, so the
@@ -96,7 +86,7 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
     the CPU that other jobs used meanwhile: on a shared machine that is what makes a number doubtful."""
     warm = random_prompts(model_dir, args.warmup_prompts, args.input_len, args.seed + 999, args.prompt_kind,
                           args.prefix_len, args.prefix_count)  # fmt: skip
-    _run(run_load(target.url, model, warm, args.output_len, Load("warmup", len(warm)), args.temperature))
+    run_async(run_load(target.url, model, warm, args.output_len, Load("warmup", len(warm)), args.temperature))
     results: dict[str, Any] = {}
     for load in loads:
         durations, pooled, runs = [], [], []
@@ -109,8 +99,11 @@ def measure(target: Target, args: argparse.Namespace, model: str, model_dir: Pat
                     duration, done = vllm_bench_serve(target.url, model, model_dir, args.input_len, args.output_len,
                                                       run, args.temperature, workdir / target.name,
                                                       args.prefix_len)  # fmt: skip
+                elif run.client_processes > 1:
+                    duration, done = run_load_processes(target.url, model, prompts[f"{load.name}#{rep}"],
+                                                        lengths[f"{load.name}#{rep}"], run, args.temperature)  # fmt: skip
                 else:
-                    duration, done = _run(run_load(target.url, model, prompts[f"{load.name}#{rep}"],
+                    duration, done = run_async(run_load(target.url, model, prompts[f"{load.name}#{rep}"],
                                                    lengths[f"{load.name}#{rep}"], run, args.temperature))  # fmt: skip
             by_role = cpu_delta(before, cpu_by_role(target.pids()))
             durations.append(duration)

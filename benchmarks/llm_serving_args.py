@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     p.add_argument("--request-rates", default="inf", help="comma list of requests/s; inf: all at once")
     p.add_argument("--concurrency", default="1", help="comma list of max-concurrency caps ('' for none)")
     p.add_argument("--concurrency-prompts", type=int, default=32, help="prompts per concurrency load")
+    p.add_argument("--client-processes", default="1",
+                   help="comma list: each concurrency load once per count, its clients spread over that many "
+                   "processes (our client; one asyncio process tops out near one core)")
     p.add_argument("--prompt-kind", choices=("ids", "text"), default="ids")
     p.add_argument("--temperature", type=float, default=0.0,
                    help="0 (vLLM bench's default): every request is cacheable, looked up and stored; "
@@ -85,6 +88,11 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
         p.error("--zipf-distinct needs --client ours (vllm bench serve draws its own prompts)")
     if args.prefix_count > 1 and args.client != "ours":
         p.error("--prefix-count needs --client ours (vllm bench serve builds one shared prefix)")
+    processes = [int(x) for x in args.client_processes.split(",") if x]
+    if not processes or min(processes) < 1:
+        p.error(f"--client-processes wants a comma list of counts >= 1, got {args.client_processes!r}")
+    if args.client != "ours" and processes != [1]:
+        p.error("--client-processes needs --client ours")
     if args.client != "ours" and (args.output_len_range or args.static_batch):
         p.error("--output-len-range and --static-batch need --client ours")
     if bad := [v for v in args.static_batch if len(v.split(":")) != 3]:
@@ -186,6 +194,9 @@ def slo(args: argparse.Namespace) -> Slo | None:
 def build_loads(args: argparse.Namespace) -> list[Load]:
     loads = [Load(f"rate={r}", args.num_prompts, float(r), None, args.seed + 1 + i)
              for i, r in enumerate(x for x in args.request_rates.split(",") if x)]  # fmt: skip
-    for i, c in enumerate(int(x) for x in args.concurrency.split(",") if x):
-        loads.append(Load(f"concurrency={c}", args.concurrency_prompts, math.inf, c, args.seed + 101 + i))
+    processes = [int(x) for x in args.client_processes.split(",") if x]
+    caps = [int(x) for x in args.concurrency.split(",") if x]
+    for i, (c, n) in enumerate((c, n) for c in caps for n in processes):
+        name = f"concurrency={c}" + (f",client_processes={n}" if n > 1 else "")
+        loads.append(Load(name, args.concurrency_prompts, math.inf, c, args.seed + 101 + i, n))
     return loads

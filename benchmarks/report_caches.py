@@ -50,6 +50,9 @@ def zipf_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
             "The last column counts the Bento's answers by its cache header: a run whose hits wait longer, or",
             "whose workers generate a prompt more than once, falls further below it. Runs named `*_shared` coalesce",
             "across workers (the key claimed in the cache store); the earlier runs coalesced per worker only.",
+            "A load named `client_processes=N` ran the same closed loop of clients from N processes",
+            "(`benchmarks/llm_load_processes.py`): one client process tops out near one core, and its own queueing",
+            "lands in every cache hit's TTFT. Raw vLLM and the Bento get the same client in each load.",
             "", *table(head, rows), "", *commands, ""]  # fmt: skip
 
 
@@ -62,6 +65,11 @@ def _outcomes(ours: dict[str, Any]) -> str:
     hit_ttft = (by_cache.get("hit") or {}).get("p50_ttft_ms")
     return (f"{count.get('hit', 0)} / {count.get('coalesced', 0)} / {count.get('miss', 0)}"
             + ("" if hit_ttft is None else f" ({hit_ttft:.1f} ms)"))  # fmt: skip
+
+
+def _client_processes(row: dict[str, Any]) -> int:
+    spec = next((x for x in row["data"]["load"].get("loads") or [] if x.get("name") == row["load"]), {})
+    return int(spec.get("client_processes") or 1)
 
 
 def _default_bento(row: dict[str, Any]) -> bool:
@@ -91,7 +99,8 @@ def zipf_claim(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
     if not zipf:
         return [ZIPF_CLAIM, "not measured in a committed run", "-"]
     # The latest run of the Bento as shipped: a --bento-env experiment is shown in its section, not judged.
-    z = max(zipf, key=lambda r: (_default_bento(r), r["data"].get("timestamp", "")))
+    # Within it, the load with the most client processes: the one whose client added the least of its own.
+    z = max(zipf, key=lambda r: (_default_bento(r), r["data"].get("timestamp", ""), _client_processes(r)))
     held = z["ratio"]["requests_per_s_ratio"] >= ZIPF_TARGET and z["ratio"]["ttft_p50_delta_ms"] < 0
     ceiling = "" if z["ceiling"] is None else f" (a zero-cost cache: {z['ceiling']:.2f}x)"
     return [ZIPF_CLAIM, f"{z['ratio']['requests_per_s_ratio']:.2f}x requests/s{ceiling}, TTFT p50 "

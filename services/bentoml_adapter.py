@@ -233,10 +233,51 @@ def fix_bentoml() -> None:
 
     traffic.TimeoutMiddleware = TimerReleasingTimeout  # type: ignore[misc,assignment]
     _cache_mime_types()
+    _allow_batches_in_flight()
     if not getattr(instruments.RunnerTrafficMetricsMiddleware, "bounded", False):
         bounded = _bounded_metrics_middleware()
         bounded.bounded = True  # type: ignore[attr-defined]
         instruments.RunnerTrafficMetricsMiddleware = bounded  # type: ignore[misc,assignment]
+
+
+BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
+
+
+def batches_in_flight(count: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator: let BentoML's dispatcher of this batchable API start a batch while ``count - 1`` others are still
+    running (its own limit is 1). Worth it where a batch mostly waits on another process, as the text
+    model's wait on the embedding service: the next batch travels while the GPU encodes this one."""
+
+    def mark(api: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(api, BATCHES_IN_FLIGHT, count)
+        return api
+
+    return mark
+
+
+def _allow_batches_in_flight() -> None:
+    """BentoML 1.4.40 builds each dispatcher with ``NonBlockSema(1)`` in ``ServiceAppFactory.__init__``
+    and offers no setting: widen it there for APIs marked by :func:`batches_in_flight`."""
+    import functools
+
+    from _bentoml_impl.server import app
+    from bentoml._internal.marshal.dispatcher import NonBlockSema
+
+    factory = app.ServiceAppFactory
+    if getattr(factory.__init__, BATCHES_IN_FLIGHT, False):
+        return
+    build = factory.__init__
+
+    @functools.wraps(build)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        build(self, *args, **kwargs)
+        for name, dispatcher in self.dispatchers.items():
+            count = getattr(self.service.apis[name].func, BATCHES_IN_FLIGHT, 1)
+            if count > 1:
+                dispatcher._sema = NonBlockSema(count)
+
+    setattr(init, BATCHES_IN_FLIGHT, True)
+    factory.__init__ = init
 
 
 def _cache_mime_types() -> None:

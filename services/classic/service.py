@@ -15,7 +15,7 @@ from typing import Any
 import bentoml
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, fix_bentoml
+from services.bentoml_adapter import add_middleware, batches_in_flight, fix_bentoml
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
@@ -77,6 +77,7 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     batching = {"max_batch_size": getattr(CONFIG, spec.setting("max_batch_size")),
                 "max_latency_ms": getattr(CONFIG, spec.setting("max_latency_ms"))}  # fmt: skip
     api = typed_api(spec, INPUT_TYPES[spec.kind], list[Prediction], predict)
+    batches_in_flight(getattr(CONFIG, spec.setting("batches_in_flight")))(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
 
 

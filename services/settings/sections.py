@@ -124,6 +124,10 @@ def _classic_settings() -> type[ClassicBase]:
         fields[spec.setting("max_latency_ms")] = (int, Field(
             default=spec.max_latency_ms, ge=1, description="Batching bound: a request predicted to wait longer gets 503."
         ))  # fmt: skip
+        fields[spec.setting("batches_in_flight")] = (int, Field(
+            default=1, ge=1, le=8, description="Batches the dispatcher may run at once (BentoML's own limit is 1): "
+            "more lets a batch that waits on another service overlap the next one."
+        ))  # fmt: skip
     return create_model("ClassicSettings", __base__=ClassicBase, __doc__=ClassicBase.__doc__, **fields)
 
 

@@ -220,3 +220,47 @@ def test_a_response_media_type_is_worked_out_once_per_output_type(monkeypatch: p
     assert len(built) <= 1
     assert IODescriptor.from_output(text).mime_type().startswith("text/plain")  # per type, not one for all
     assert getattr(IOMixin.mime_type, "cached", False)
+
+
+# BentoML's dispatcher of each batchable API, as its app factory builds it: how many batches run at once?
+BATCHES_AT_ONCE = """
+import asyncio, json
+import bentoml
+from services.bentoml_adapter import batches_in_flight, fix_bentoml
+
+fix_bentoml()
+
+@bentoml.service
+class Probe:
+    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=60000)
+    def plain(self, xs: list[int]) -> list[int]:
+        return xs
+
+    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=60000)
+    @batches_in_flight(3)
+    def wide(self, xs: list[int]) -> list[int]:
+        return xs
+
+from _bentoml_impl.server.app import ServiceAppFactory
+
+async def most_at_once(dispatcher) -> int:
+    running = most = 0
+    async def batch(rows):
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        running -= 1
+        return rows
+    call = dispatcher(batch)
+    await asyncio.gather(*(call(i) for i in range(120)))
+    return most
+
+Probe.inject_config()
+dispatchers = ServiceAppFactory(Probe, is_main=True).dispatchers
+print(json.dumps({name: asyncio.run(most_at_once(d)) for name, d in sorted(dispatchers.items())}))
+"""
+
+
+def test_a_marked_batchable_api_runs_that_many_batches_at_once_and_others_one() -> None:
+    assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "wide": 3}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU runs behind benchmarks/results/*_gpu_h200*.json, one step per argument, on a machine where
+# the project's packages and vLLM 0.26 import in `python3` (the H200 image plus the staged wheels):
+#
+#   OUT=/some/dir bash benchmarks/gpu_runs.sh zipf classic embedding gputests
+#
+# Each step writes its JSON + PNG under $OUT (default benchmarks/results). LitServe runs from the same
+# python; infinity-emb from $INFINITY_PYTHON (its own site: it pins sentence-transformers < 4).
+set -uo pipefail
+OUT=${OUT:-benchmarks/results}
+mkdir -p "$OUT"
+status=0
+for step in "$@"; do
+  echo "=== $step $(date +%T)"
+  case $step in
+    zipf)  # issue 15: repeated prompts through the Bento vs raw vLLM; the same clients from 1 and 4 processes
+      python3 -m benchmarks.llm_serving --preset llama-3.1-8b --set max_model_len=4096 --targets raw,gateway \
+        --client ours --zipf-distinct 120 --input-len 400 --output-len 128 --request-rates '' --concurrency 64 \
+        --client-processes 1,4 --concurrency-prompts 600 --quiet-wait-s 1 \
+        --out "$OUT/llm_zipf_gpu_h200_client_processes.json" ;;
+    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda), text dispatcher with 1 and 2 batches in flight, 1 and 2 workers
+      python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
+        --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
+        --variant text_in_flight_2:INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2 \
+        --variant workers_2_text_in_flight_2:INFSTACK_CLASSIC__WORKERS=2,INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2 \
+        --name classic_vs_litserve_gpu_h200_in_flight
+      cp benchmarks/results/classic_vs_litserve_gpu_h200_in_flight.* "$OUT"/ 2>/dev/null ;;
+    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda
+      python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
+        --device cuda --seconds 8 --rounds 1 --quiet-wait-s 5 \
+        --out "$OUT/embedding_vs_infinity_gpu_h200_forward_pass_full.json" ;;
+    gputests)
+      python3 -m pytest tests/gpu -m gpu -p no:cacheprovider -q 2>&1 | tail -30 ;;
+    *) echo "unknown step $step"; status=2 ;;
+  esac
+  rc=$?; [ $rc -ne 0 ] && status=$rc
+done
+exit $status
