@@ -45,7 +45,7 @@ from benchmarks.classic_peers import (
     run_litserve,
     versus_litserve,
 )
-from benchmarks.common import RESULTS_DIR, format_table, run_metadata, write_result
+from benchmarks.common import RESULTS_DIR, format_table, named_changes, run_metadata, write_result
 from models.train_classic import ensure_models
 from scripts.procs import BentoServer
 from services.settings import load_settings
@@ -99,8 +99,7 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
 
 def variants(specs: list[str]) -> dict[str, dict[str, str]]:
     """``--variant NAME:KEY=VALUE[,KEY=VALUE]`` -> name -> the environment it adds to "on"."""
-    return {name: dict(kv.split("=", 1) for kv in changes.split(","))
-            for name, _, changes in (spec.partition(":") for spec in specs)}  # fmt: skip
+    return dict(named_changes(spec) for spec in specs)
 
 
 def versus_on(cells: list[dict], names: list[str]) -> dict[str, Any]:

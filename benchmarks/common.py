@@ -275,6 +275,12 @@ def wait_for_quiet(
 
 
 # --- output ---------------------------------------------------------------------------------------
+def named_changes(spec: str) -> tuple[str, dict[str, str]]:
+    """A ``--variant`` of any benchmark: ``NAME:KEY=VALUE[,KEY=VALUE]`` -> (name, {key: value})."""
+    name, _, changes = spec.partition(":")
+    return name, {key: value for key, _, value in (change.partition("=") for change in changes.split(","))}
+
+
 def write_result(name: str, result: Mapping[str, Any], directory: Path = RESULTS_DIR) -> Path:
     """``<directory>/<name>.json`` (``benchmarks/results/`` by default), written atomically."""
     directory.mkdir(parents=True, exist_ok=True)

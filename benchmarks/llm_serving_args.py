@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import named_changes
 from benchmarks.llm_load import Load, Slo, output_lengths
 from benchmarks.llm_prompts import random_prompts, zipf_sequence
 from models.write_arch_config import QUANT_SCHEMES
@@ -93,6 +94,7 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
         p.error(f"--client-processes wants a comma list of counts >= 1, got {args.client_processes!r}")
     if args.client != "ours" and processes != [1]:
         p.error("--client-processes needs --client ours")
+    args.client_processes = processes
     if args.client != "ours" and (args.output_len_range or args.static_batch):
         p.error("--output-len-range and --static-batch need --client ours")
     if bad := [v for v in args.static_batch if len(v.split(":")) != 3]:
@@ -138,8 +140,8 @@ def variants(specs: list[str], settings: LLMSettings) -> dict[str, tuple[LLMSett
     """``--variant`` or ``--bento-variant`` targets: name -> (the run's settings with the changes, the changes)."""
     out = {}
     for spec in specs:
-        name, _, changes = spec.partition(":")
-        overrides = {k: _value(v) for k, _, v in (c.partition("=") for c in changes.split(","))}
+        name, changes = named_changes(spec)
+        overrides = {k: _value(v) for k, v in changes.items()}
         out[name] = (LLMSettings.model_validate(settings.model_dump() | overrides), overrides)
     return out
 
@@ -194,9 +196,8 @@ def slo(args: argparse.Namespace) -> Slo | None:
 def build_loads(args: argparse.Namespace) -> list[Load]:
     loads = [Load(f"rate={r}", args.num_prompts, float(r), None, args.seed + 1 + i)
              for i, r in enumerate(x for x in args.request_rates.split(",") if x)]  # fmt: skip
-    processes = [int(x) for x in args.client_processes.split(",") if x]
     caps = [int(x) for x in args.concurrency.split(",") if x]
-    for i, (c, n) in enumerate((c, n) for c in caps for n in processes):
+    for i, (c, n) in enumerate((c, n) for c in caps for n in args.client_processes):
         name = f"concurrency={c}" + (f",client_processes={n}" if n > 1 else "")
         loads.append(Load(name, args.concurrency_prompts, math.inf, c, args.seed + 101 + i, n))
     return loads
