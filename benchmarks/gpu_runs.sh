@@ -18,13 +18,14 @@ for step in "$@"; do
         --client ours --zipf-distinct 120 --input-len 400 --output-len 128 --request-rates '' --concurrency 64 \
         --client-processes 1,4 --concurrency-prompts 600 --quiet-wait-s 1 \
         --out "$OUT/llm_zipf_gpu_h200_client_processes.json" ;;
-    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda), text dispatcher with 1 and 2 batches in flight, 1 and 2 workers
+    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda); the GPU-host defaults (2 workers, text 2 batches
+      # in flight) beside the CPU defaults (1 and 1) and 4 workers
       python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
-        --variant text_in_flight_2:INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2 \
-        --variant workers_2_text_in_flight_2:INFSTACK_CLASSIC__WORKERS=2,INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2 \
-        --name classic_vs_litserve_gpu_h200_in_flight
-      cp benchmarks/results/classic_vs_litserve_gpu_h200_in_flight.* "$OUT"/ 2>/dev/null ;;
+        --variant cpu_defaults:INFSTACK_CLASSIC__WORKERS=1,INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=1 \
+        --variant workers_4:INFSTACK_CLASSIC__WORKERS=4 \
+        --name classic_vs_litserve_gpu_h200_gpu_defaults
+      cp benchmarks/results/classic_vs_litserve_gpu_h200_gpu_defaults.* "$OUT"/ 2>/dev/null ;;
     embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
         --device cuda --seconds 8 --rounds 1 --quiet-wait-s 5 \

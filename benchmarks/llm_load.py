@@ -138,13 +138,18 @@ def output_lengths(count: int, low: int, high: int, seed: int) -> list[int]:
     return [rng.randint(low, high) for _ in range(count)]
 
 
+def per_prompt_lengths(output_len: int | Sequence[int], count: int) -> list[int]:
+    """One ``max_tokens`` per prompt: ``output_len`` repeated, or the given per-prompt list."""
+    return [output_len] * count if isinstance(output_len, int) else list(output_len)
+
+
 async def run_load(
     base_url: str, model: str, prompts: Sequence[list[int] | str], output_len: int | Sequence[int], load: Load,
     temperature: float = 1.0,
 ) -> tuple[float, list[RequestResult]]:  # fmt: skip
     """Send ``prompts`` as ``load`` says; returns the duration and each request's result, in order.
     ``output_len``: one ``max_tokens`` for all, or one per prompt (mixed lengths)."""
-    lengths = [output_len] * len(prompts) if isinstance(output_len, int) else list(output_len)
+    lengths = per_prompt_lengths(output_len, len(prompts))
     url = base_url.rstrip("/") + "/v1/completions"
     rng = random.Random(load.seed)
     limit = asyncio.Semaphore(load.max_concurrency or len(prompts))

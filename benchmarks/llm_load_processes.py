@@ -24,7 +24,14 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.llm_load import Load, RequestResult, completion_payload, run_async, stream_completion
+from benchmarks.llm_load import (
+    Load,
+    RequestResult,
+    completion_payload,
+    per_prompt_lengths,
+    run_async,
+    stream_completion,
+)
 
 
 def split_clients(clients: int, processes: int) -> list[int]:
@@ -41,7 +48,7 @@ def run_load_processes(
     the duration and each request's result, in prompt order."""
     if not math.isinf(load.request_rate):
         raise ValueError("client processes run closed-loop loads only (request_rate inf)")
-    lengths = [output_len] * len(prompts) if isinstance(output_len, int) else list(output_len)
+    lengths = per_prompt_lengths(output_len, len(prompts))
     shares = split_clients(load.max_concurrency or len(prompts), load.client_processes)
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads and sockets
     next_index = ctx.Value("q", 0)

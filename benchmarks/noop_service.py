@@ -22,12 +22,13 @@ from services.request_id import with_request_ids
 from services.settings import get_settings
 
 fix_bentoml()
-CONFIG = get_settings().classic
+SETTINGS = get_settings()
+CONFIG = SETTINGS.classic
 
 
 @bentoml.service(
     name="noop",
-    workers=CONFIG.workers,
+    workers=CONFIG.worker_count(SETTINGS.embedding.device),  # as ClassicML's
     resources={"gpu": CONFIG.gpus} if CONFIG.gpus else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     runner_connection={"max_requests": 10**9, "max_age": 1e9},

@@ -77,7 +77,10 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     batching = {"max_batch_size": getattr(CONFIG, spec.setting("max_batch_size")),
                 "max_latency_ms": getattr(CONFIG, spec.setting("max_latency_ms"))}  # fmt: skip
     api = typed_api(spec, INPUT_TYPES[spec.kind], list[Prediction], predict)
-    batches_in_flight(getattr(CONFIG, spec.setting("batches_in_flight")))(api)
+    waits_on_embeddings = spec.dependency == "embedding_cache"
+    batches_in_flight(
+        CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.device)
+    )(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
 
 
@@ -87,7 +90,7 @@ for _model in MODELS:  # declared on the class, so `bentoml build` packs each mo
 
 ClassicML = bentoml.service(  # type: ignore[misc]
     name="classic_ml",
-    workers=CONFIG.workers,
+    workers=CONFIG.worker_count(SETTINGS.embedding.device),
     resources={"gpu": CONFIG.gpus} if CONFIG.gpus else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     # The gateway's /status calls it through BentoML's service client: never recycle its session (docs/ARCHITECTURE.md).

@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, create_model, field_validator
 from services.settings.section import Section
 
 CPU_PADDED_CHARS_PER_PASS = 4096
+GPU_HOST_CLASSIC_WORKERS = 2
 
 
 class CacheSettings(Section):
@@ -94,7 +95,13 @@ class ClassicBase(Section):
         description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
         "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
     )
-    workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="BentoML worker processes of this service; None: 2 where the embedding model runs on a GPU "
+        "(a GPU host has the cores: on an H200 host, 16 cores, 2 workers and text batches_in_flight 2 beat "
+        "1 and 1 in every cell, benchmarks/results/classic_vs_litserve_gpu_h200_in_flight.json), else 1.",
+    )
     max_concurrency: int = Field(default=512, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
         default=30, ge=1, description="Request timeout of this BentoML service, in seconds."
@@ -104,6 +111,21 @@ class ClassicBase(Section):
         ge=0,
         description="GPUs for this service; models that can use one (torch models) run on it.",
     )
+
+    def worker_count(self, embedding_device: str) -> int:
+        """``workers`` as set, or its default for where the embedding model runs."""
+        if self.workers is not None:
+            return self.workers
+        return GPU_HOST_CLASSIC_WORKERS if embedding_device.startswith("cuda") else 1
+
+    def batches_in_flight_for(self, kind: str, waits_on_embeddings: bool, embedding_device: str) -> int:
+        """``<kind>_batches_in_flight`` as set, or its default: 2 for a model whose batches wait on the
+        embedding model on a GPU (the next batch overlaps that wait), else 1 (BentoML's own limit; text at
+        2 was slower at concurrency 8 in a smoke run on the 2-core CPU, where the wait is CPU work)."""
+        value: int | None = getattr(self, f"{kind}_batches_in_flight")
+        if value is not None:
+            return value
+        return 2 if waits_on_embeddings and embedding_device.startswith("cuda") else 1
 
 
 def _classic_settings() -> type[ClassicBase]:
@@ -124,9 +146,10 @@ def _classic_settings() -> type[ClassicBase]:
         fields[spec.setting("max_latency_ms")] = (int, Field(
             default=spec.max_latency_ms, ge=1, description="Batching bound: a request predicted to wait longer gets 503."
         ))  # fmt: skip
-        fields[spec.setting("batches_in_flight")] = (int, Field(
-            default=1, ge=1, le=8, description="Batches the dispatcher may run at once (BentoML's own limit is 1): "
-            "more lets a batch that waits on another service overlap the next one."
+        fields[spec.setting("batches_in_flight")] = (int | None, Field(
+            default=None, ge=1, le=8, description="Batches the dispatcher may run at once (BentoML's own limit is 1): "
+            "more lets a batch that waits on another service overlap the next one. None: 2 for a model that "
+            "waits on the embedding model when that runs on a GPU, else 1."
         ))  # fmt: skip
     return create_model("ClassicSettings", __base__=ClassicBase, __doc__=ClassicBase.__doc__, **fields)
 

@@ -78,3 +78,38 @@ def test_coalescing_spans_processes_where_more_than_one_shares_the_cache(
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
     assert _coalesce_across_processes(load_settings(), hop) is across
+
+
+@pytest.mark.parametrize(
+    ("env", "workers", "text_in_flight", "tabular_in_flight"),
+    [
+        ({}, 1, 1, 1),  # embedded default: the embedding model on the CPU
+        ({"INFSTACK_EMBEDDING__DEVICE": "cuda"}, 2, 2, 1),  # a GPU host: the measured best
+        ({"INFSTACK_EMBEDDING__DEVICE": "cuda:0"}, 2, 2, 1),
+        (
+            {
+                "INFSTACK_EMBEDDING__DEVICE": "cuda",
+                "INFSTACK_CLASSIC__WORKERS": "1",
+                "INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT": "1",
+                "INFSTACK_CLASSIC__TABULAR_BATCHES_IN_FLIGHT": "3",
+            },
+            1,
+            1,
+            3,
+        ),  # explicit settings win
+    ],
+)
+def test_classic_process_defaults_follow_where_the_embedding_model_runs(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    workers: int,
+    text_in_flight: int,
+    tabular_in_flight: int,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    device = settings.embedding.device
+    assert settings.classic.worker_count(device) == workers
+    assert settings.classic.batches_in_flight_for("text", True, device) == text_in_flight
+    assert settings.classic.batches_in_flight_for("tabular", False, device) == tabular_in_flight
