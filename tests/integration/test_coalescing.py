@@ -76,8 +76,17 @@ def test_requests_that_differ_are_not_coalesced(gateway_server: BentoServer) -> 
 def replicas(
     bento_factory: Callable[..., BentoServer], shared_redis: RedisServer, session_dir: Path, tiny_llm: str
 ) -> list[BentoServer]:
-    """Two LLM services, each with its own engine, sharing one Redis (as replicas of a deployment do)."""
-    redis = {"INFSTACK_CACHE__BACKEND": "redis", "INFSTACK_CACHE__REDIS_URL": shared_redis.url}
+    """Two LLM services, each with its own engine, sharing one Redis (as replicas of a deployment do).
+
+    A Redis timeout of 2 s, not the default 250 ms: two CPU engines generating keep both cores of the CI
+    machine busy, and once redis-server answered a command later than 250 ms, so that replica served
+    without the cache (as it should: tests/integration/test_embedding_stores.py) and generated a second time.
+    This test is about the claim between replicas, not about a starved Redis."""
+    redis = {
+        "INFSTACK_CACHE__BACKEND": "redis",
+        "INFSTACK_CACHE__REDIS_URL": shared_redis.url,
+        "INFSTACK_CACHE__REDIS_TIMEOUT_MS": "2000",
+    }
     return [
         bento_factory(LLM_TARGET, llm_env(session_dir / f"replica{i}", **redis), f"llm-replica{i}")
         for i in range(2)
