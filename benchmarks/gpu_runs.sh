@@ -24,6 +24,7 @@ for step in "$@"; do
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
         --variant cpu_defaults:INFSTACK_CLASSIC__WORKERS=1,INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=1 \
         --variant workers_4:INFSTACK_CLASSIC__WORKERS=4 \
+        --variant idle_dispatch:INFSTACK_CLASSIC__DISPATCH_WHEN_IDLE=true \
         --name classic_vs_litserve_gpu_h200_gpu_defaults
       cp benchmarks/results/classic_vs_litserve_gpu_h200_gpu_defaults.* "$OUT"/ 2>/dev/null ;;
     embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda

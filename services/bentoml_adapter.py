@@ -6,6 +6,7 @@ fails loudly when an upgrade moves or changes it; nothing else in the project re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -255,6 +256,41 @@ def batches_in_flight(count: int) -> Callable[[Callable[..., Any]], Callable[...
     return mark
 
 
+DISPATCH_WHEN_IDLE = (
+    "infstack_dispatch_when_idle"  # set on a batchable API's function: skip the queue when idle
+)
+
+
+def dispatch_when_idle(on: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator: a request of this batchable API that finds its dispatcher idle (nothing queued, no
+    batch running) runs at once as a batch of one, without the queue, the controller's wake-up and its
+    task; requests that arrive while a batch runs queue and batch as before."""
+
+    def mark(api: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(api, DISPATCH_WHEN_IDLE, on)
+        return api
+
+    return mark
+
+
+def _dispatch_when_idle(dispatcher: Any) -> None:
+    import time
+
+    from bentoml._internal.marshal.dispatcher import Job
+
+    queued = dispatcher.inbound_call
+
+    async def inbound_call(data: Any) -> Any:
+        if dispatcher._queue or dispatcher._sema.is_locked():
+            return await queued(data)
+        dispatcher._sema.acquire()  # released by outbound_call
+        job = Job(time.time(), data, asyncio.get_running_loop().create_future())
+        await dispatcher.outbound_call((job,))
+        return await job.future  # its result, or the exception as a value, as the queued path returns
+
+    dispatcher.inbound_call = inbound_call
+
+
 def _allow_batches_in_flight() -> None:
     """BentoML 1.4.40 builds each dispatcher with ``NonBlockSema(1)`` in ``ServiceAppFactory.__init__``
     and offers no setting: widen it there for APIs marked by :func:`batches_in_flight`."""
@@ -275,6 +311,8 @@ def _allow_batches_in_flight() -> None:
             count = getattr(self.service.apis[name].func, BATCHES_IN_FLIGHT, 1)
             if count > 1:
                 dispatcher._sema = NonBlockSema(count)
+            if getattr(self.service.apis[name].func, DISPATCH_WHEN_IDLE, False):
+                _dispatch_when_idle(dispatcher)
 
     setattr(init, BATCHES_IN_FLIGHT, True)
     factory.__init__ = init

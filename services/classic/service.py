@@ -15,7 +15,7 @@ from typing import Any
 import bentoml
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, batches_in_flight, fix_bentoml
+from services.bentoml_adapter import add_middleware, batches_in_flight, dispatch_when_idle, fix_bentoml
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
@@ -81,6 +81,7 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     batches_in_flight(
         CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.device)
     )(api)
+    dispatch_when_idle(CONFIG.dispatch_when_idle)(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
 
 

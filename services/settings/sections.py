@@ -95,6 +95,14 @@ class ClassicBase(Section):
         description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
         "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
     )
+    dispatch_when_idle: bool = Field(
+        default=False,
+        description="A request that finds its model's dispatcher idle runs at once as a batch of one, "
+        "skipping BentoML's queue; requests arriving while a batch runs still batch. Off: on the 2-core CPU "
+        "two runs of text disagreed (c=1/8/64 +20/+5/+12% vs -6/-9/+16% rows/s, machine noise as large), and "
+        "a model computed on the event loop (tabular) then always finds it idle: batches of 1, c=64 -37% "
+        "(benchmarks/results/classic_dispatch_when_idle_cpu.json, classic_dispatch_when_idle_text_cpu.json).",
+    )
     workers: int | None = Field(
         default=None,
         ge=1,

@@ -264,3 +264,55 @@ print(json.dumps({name: asyncio.run(most_at_once(d)) for name, d in sorted(dispa
 
 def test_a_marked_batchable_api_runs_that_many_batches_at_once_and_others_one() -> None:
     assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "wide": 3}
+
+
+# A marked API's first request on an idle dispatcher runs at once, as a batch of one; requests that come
+# while a batch runs still wait in the queue and batch together.
+IDLE_DISPATCH = """
+import asyncio, json
+import bentoml
+from services.bentoml_adapter import dispatch_when_idle, fix_bentoml
+
+fix_bentoml()
+
+@bentoml.service
+class Probe:
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60000)
+    def plain(self, xs: list[int]) -> list[int]:
+        return xs
+
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60000)
+    @dispatch_when_idle(True)
+    def eager(self, xs: list[int]) -> list[int]:
+        return xs
+
+from _bentoml_impl.server.app import ServiceAppFactory
+
+async def batches(dispatcher) -> list[int]:
+    sizes = []
+    async def batch(rows):
+        sizes.append(len(rows))
+        await asyncio.sleep(0.05)
+        if 13 in rows:
+            raise ValueError("row 13")
+        return [r * 10 for r in rows]
+    call = dispatcher(batch)
+    first = asyncio.ensure_future(call(1))
+    await asyncio.sleep(0)  # one turn of the loop: only a request that skips the queue has started
+    started_at_once = len(sizes) == 1
+    await asyncio.sleep(0.01)  # the first batch runs: these queue behind it
+    rest = await asyncio.gather(*(call(i) for i in range(2, 6)))
+    failed = await asyncio.gather(call(13), return_exceptions=True)
+    assert await first == 10 and rest == [20, 30, 40, 50], rest
+    return [started_at_once, *sizes, type(failed[0]).__name__]
+
+Probe.inject_config()
+dispatchers = ServiceAppFactory(Probe, is_main=True).dispatchers
+print(json.dumps({name: asyncio.run(batches(d)) for name, d in sorted(dispatchers.items())}))
+"""
+
+
+def test_a_marked_api_runs_a_request_on_an_idle_dispatcher_at_once_and_batches_the_rest() -> None:
+    found = _probe(IDLE_DISPATCH)
+    assert found["eager"] == [True, 1, 4, 1, "ValueError"]
+    assert found["plain"][0] is False  # BentoML's own: the request waits for the controller's turn
