@@ -28,7 +28,7 @@ CONFIG = SETTINGS.classic
 
 @bentoml.service(
     name="noop",
-    workers=CONFIG.worker_count(SETTINGS.embedding.device),  # as ClassicML's
+    workers=CONFIG.worker_count(SETTINGS.embedding.on_gpu),  # as ClassicML's
     resources={"gpu": CONFIG.gpus} if CONFIG.gpus else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     runner_connection={"max_requests": 10**9, "max_age": 1e9},

@@ -234,7 +234,7 @@ def fix_bentoml() -> None:
 
     traffic.TimeoutMiddleware = TimerReleasingTimeout  # type: ignore[misc,assignment]
     _cache_mime_types()
-    _allow_batches_in_flight()
+    _patch_dispatchers()
     if not getattr(instruments.RunnerTrafficMetricsMiddleware, "bounded", False):
         bounded = _bounded_metrics_middleware()
         bounded.bounded = True  # type: ignore[attr-defined]
@@ -291,9 +291,10 @@ def _dispatch_when_idle(dispatcher: Any) -> None:
     dispatcher.inbound_call = inbound_call
 
 
-def _allow_batches_in_flight() -> None:
-    """BentoML 1.4.40 builds each dispatcher with ``NonBlockSema(1)`` in ``ServiceAppFactory.__init__``
-    and offers no setting: widen it there for APIs marked by :func:`batches_in_flight`."""
+def _patch_dispatchers() -> None:
+    """BentoML 1.4.40 builds each dispatcher in ``ServiceAppFactory.__init__`` (with ``NonBlockSema(1)``)
+    and offers no setting: there, widen it for APIs marked by :func:`batches_in_flight` and let idle
+    requests skip the queue for those marked by :func:`dispatch_when_idle`."""
     import functools
 
     from _bentoml_impl.server import app

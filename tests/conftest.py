@@ -22,7 +22,7 @@ def pytest_report_header() -> str:
     without AVX-512; int8 activations for int4 weights with AMX), and CI machines differ."""
     from services.llm import compat
 
-    flags = compat.cpu_flags(Path("/proc/cpuinfo").read_text()) if Path("/proc/cpuinfo").exists() else set()
+    flags = compat.host_cpu_flags() or frozenset()
     return (
         f"vllm: {compat.vllm_distribution()}; cpu: avx512 {flags >= compat.AVX512_FLAGS}, "
         f"amx {'amx_tile' in flags}, w4a16 kernel {compat.cpu_has_w4a16_kernel()}"

@@ -79,7 +79,7 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     api = typed_api(spec, INPUT_TYPES[spec.kind], list[Prediction], predict)
     waits_on_embeddings = spec.dependency == "embedding_cache"
     batches_in_flight(
-        CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.device)
+        CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.on_gpu)
     )(api)
     dispatch_when_idle(CONFIG.dispatch_when_idle)(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
@@ -91,7 +91,7 @@ for _model in MODELS:  # declared on the class, so `bentoml build` packs each mo
 
 ClassicML = bentoml.service(  # type: ignore[misc]
     name="classic_ml",
-    workers=CONFIG.worker_count(SETTINGS.embedding.device),
+    workers=CONFIG.worker_count(SETTINGS.embedding.on_gpu),
     resources={"gpu": CONFIG.gpus} if CONFIG.gpus else {"cpu": "2"},
     traffic={"timeout": CONFIG.timeout_s, "max_concurrency": CONFIG.max_concurrency},
     # The gateway's /status calls it through BentoML's service client: never recycle its session (docs/ARCHITECTURE.md).

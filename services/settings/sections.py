@@ -75,6 +75,10 @@ class EmbeddingSettings(Section):
         default=60, ge=1, description="Request timeout of this BentoML service, in seconds."
     )
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
     def padded_chars_per_pass(self) -> int | None:
         """``max_padded_chars`` as set, or its default for ``device`` (None: one pass per batch)."""
         if self.max_padded_chars is not None:
@@ -120,20 +124,20 @@ class ClassicBase(Section):
         description="GPUs for this service; models that can use one (torch models) run on it.",
     )
 
-    def worker_count(self, embedding_device: str) -> int:
+    def worker_count(self, embedding_on_gpu: bool) -> int:
         """``workers`` as set, or its default for where the embedding model runs."""
         if self.workers is not None:
             return self.workers
-        return GPU_HOST_CLASSIC_WORKERS if embedding_device.startswith("cuda") else 1
+        return GPU_HOST_CLASSIC_WORKERS if embedding_on_gpu else 1
 
-    def batches_in_flight_for(self, kind: str, waits_on_embeddings: bool, embedding_device: str) -> int:
+    def batches_in_flight_for(self, kind: str, waits_on_embeddings: bool, embedding_on_gpu: bool) -> int:
         """``<kind>_batches_in_flight`` as set, or its default: 2 for a model whose batches wait on the
         embedding model on a GPU (the next batch overlaps that wait), else 1 (BentoML's own limit; text at
         2 was slower at concurrency 8 in a smoke run on the 2-core CPU, where the wait is CPU work)."""
         value: int | None = getattr(self, f"{kind}_batches_in_flight")
         if value is not None:
             return value
-        return 2 if waits_on_embeddings and embedding_device.startswith("cuda") else 1
+        return 2 if waits_on_embeddings and embedding_on_gpu else 1
 
 
 def _classic_settings() -> type[ClassicBase]:

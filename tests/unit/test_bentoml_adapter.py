@@ -222,28 +222,40 @@ def test_a_response_media_type_is_worked_out_once_per_output_type(monkeypatch: p
     assert getattr(IOMixin.mime_type, "cached", False)
 
 
-# BentoML's dispatcher of each batchable API, as its app factory builds it: how many batches run at once?
-BATCHES_AT_ONCE = """
+def dispatcher_probe(decorator: str, max_batch_size: int, measure: str) -> str:
+    """A script: a service with a plain batchable API and one marked by ``decorator`` (a
+    services.bentoml_adapter decorator call), built by BentoML's app factory; prints, per API, what
+    ``measure`` (the source of ``async def measure(dispatcher)``) returns for its dispatcher."""
+    name = decorator.partition("(")[0]
+    return f"""
 import asyncio, json
 import bentoml
-from services.bentoml_adapter import batches_in_flight, fix_bentoml
+from services.bentoml_adapter import {name}, fix_bentoml
 
 fix_bentoml()
 
 @bentoml.service
 class Probe:
-    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=60000)
+    @bentoml.api(batchable=True, max_batch_size={max_batch_size}, max_latency_ms=60000)
     def plain(self, xs: list[int]) -> list[int]:
         return xs
 
-    @bentoml.api(batchable=True, max_batch_size=4, max_latency_ms=60000)
-    @batches_in_flight(3)
-    def wide(self, xs: list[int]) -> list[int]:
+    @bentoml.api(batchable=True, max_batch_size={max_batch_size}, max_latency_ms=60000)
+    @{decorator}
+    def marked(self, xs: list[int]) -> list[int]:
         return xs
 
 from _bentoml_impl.server.app import ServiceAppFactory
+{measure}
+Probe.inject_config()
+dispatchers = ServiceAppFactory(Probe, is_main=True).dispatchers
+print(json.dumps({{name: asyncio.run(measure(d)) for name, d in sorted(dispatchers.items())}}))
+"""
 
-async def most_at_once(dispatcher) -> int:
+
+# BentoML's dispatcher of each batchable API, as its app factory builds it: how many batches run at once?
+BATCHES_AT_ONCE = dispatcher_probe("batches_in_flight(3)", 4, """
+async def measure(dispatcher) -> int:
     running = most = 0
     async def batch(rows):
         nonlocal running, most
@@ -255,40 +267,17 @@ async def most_at_once(dispatcher) -> int:
     call = dispatcher(batch)
     await asyncio.gather(*(call(i) for i in range(120)))
     return most
-
-Probe.inject_config()
-dispatchers = ServiceAppFactory(Probe, is_main=True).dispatchers
-print(json.dumps({name: asyncio.run(most_at_once(d)) for name, d in sorted(dispatchers.items())}))
-"""
+""")  # fmt: skip
 
 
 def test_a_marked_batchable_api_runs_that_many_batches_at_once_and_others_one() -> None:
-    assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "wide": 3}
+    assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "marked": 3}
 
 
 # A marked API's first request on an idle dispatcher runs at once, as a batch of one; requests that come
 # while a batch runs still wait in the queue and batch together.
-IDLE_DISPATCH = """
-import asyncio, json
-import bentoml
-from services.bentoml_adapter import dispatch_when_idle, fix_bentoml
-
-fix_bentoml()
-
-@bentoml.service
-class Probe:
-    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60000)
-    def plain(self, xs: list[int]) -> list[int]:
-        return xs
-
-    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60000)
-    @dispatch_when_idle(True)
-    def eager(self, xs: list[int]) -> list[int]:
-        return xs
-
-from _bentoml_impl.server.app import ServiceAppFactory
-
-async def batches(dispatcher) -> list[int]:
+IDLE_DISPATCH = dispatcher_probe("dispatch_when_idle(True)", 8, """
+async def measure(dispatcher) -> list:
     sizes = []
     async def batch(rows):
         sizes.append(len(rows))
@@ -305,14 +294,10 @@ async def batches(dispatcher) -> list[int]:
     failed = await asyncio.gather(call(13), return_exceptions=True)
     assert await first == 10 and rest == [20, 30, 40, 50], rest
     return [started_at_once, *sizes, type(failed[0]).__name__]
-
-Probe.inject_config()
-dispatchers = ServiceAppFactory(Probe, is_main=True).dispatchers
-print(json.dumps({name: asyncio.run(batches(d)) for name, d in sorted(dispatchers.items())}))
-"""
+""")  # fmt: skip
 
 
 def test_a_marked_api_runs_a_request_on_an_idle_dispatcher_at_once_and_batches_the_rest() -> None:
     found = _probe(IDLE_DISPATCH)
-    assert found["eager"] == [True, 1, 4, 1, "ValueError"]
+    assert found["marked"] == [True, 1, 4, 1, "ValueError"]
     assert found["plain"][0] is False  # BentoML's own: the request waits for the controller's turn

@@ -109,7 +109,7 @@ def test_classic_process_defaults_follow_where_the_embedding_model_runs(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    device = settings.embedding.device
-    assert settings.classic.worker_count(device) == workers
-    assert settings.classic.batches_in_flight_for("text", True, device) == text_in_flight
-    assert settings.classic.batches_in_flight_for("tabular", False, device) == tabular_in_flight
+    on_gpu = settings.embedding.on_gpu
+    assert settings.classic.worker_count(on_gpu) == workers
+    assert settings.classic.batches_in_flight_for("text", True, on_gpu) == text_in_flight
+    assert settings.classic.batches_in_flight_for("tabular", False, on_gpu) == tabular_in_flight
