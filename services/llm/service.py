@@ -102,7 +102,7 @@ class LLM:
 
     async def __is_ready__(self) -> bool:
         """Ready while the engine answers its /health (the gateway's /readyz follows)."""
-        return self.engine_watch.healthy or await self.engine_watch.check()
+        return self.engine_watch.healthy or bool(await self.engine_watch.check())
 
     @bentoml.on_shutdown
     async def _close(self) -> None:

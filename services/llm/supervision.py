@@ -98,43 +98,72 @@ def _check_memory(settings: LLMSettings, model_dir: Path, gpu_mib: int) -> None:
 class EngineWatch:
     """Polls the engine's ``/health`` (every replica's); ``healthy`` is the readiness of the LLM service.
 
+    An engine that refuses the connection or answers anything but 200 is down: after ``misses`` such
+    checks in a row the worker restarts it. One that says nothing within ``timeout_s`` is only
+    silent, which is what a live engine looks like when its process gets no CPU (a loaded host, a long
+    step holding its event loop): readiness keeps its last answer and the engine is restarted only when
+    it has been failing for ``hung_after_s``. Restarting a busy engine would drop every request in it.
+
     Data-parallel replicas start and stop together (services/llm/replicas.py): one that stops answering
     restarts them all, which costs the others' caches but never leaves a half-sized Bento looking whole.
     """
 
     def __init__(
-        self, engines: list[Upstream], owns_engine: bool, period_s: float = 1.0, misses: int = 3
+        self,
+        engines: list[Upstream],
+        owns_engine: bool,
+        period_s: float = 1.0,
+        misses: int = 3,
+        timeout_s: float = 2.0,
+        hung_after_s: float = 60.0,
     ) -> None:
         self.engines = engines
         self.owns_engine = owns_engine
         self.period_s = period_s
         self.misses = misses
+        self.timeout_s = timeout_s
+        self.hung_after_s = hung_after_s
         self.healthy = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def check(self) -> bool:
-        return all(await asyncio.gather(*(self._answers(engine) for engine in self.engines)))
+    async def check(self) -> bool | None:
+        """True when every engine answers 200, False when one is down, None when one is only silent."""
+        answers = await asyncio.gather(*(self._answers(engine) for engine in self.engines))
+        return False if False in answers else None if None in answers else True
 
-    @staticmethod
-    async def _answers(engine: Upstream) -> bool:
+    async def _answers(self, engine: Upstream) -> bool | None:
         try:
-            response = await asyncio.wait_for(engine.request("GET", "/health"), 2.0)
+            response = await asyncio.wait_for(engine.request("GET", "/health"), self.timeout_s)
             response.release()
             return response.status == 200
-        except (UpstreamUnavailable, TimeoutError):
+        except UpstreamUnavailable:
             return False
+        except TimeoutError:
+            return None
 
     async def _run(self) -> None:
-        was_up, missed, group = False, 0, None
+        loop = asyncio.get_running_loop()
+        was_up, refusals, failing_since, group = False, 0, None, None
         while True:
-            self.healthy = await self.check()
-            missed = 0 if self.healthy else missed + 1
-            if self.healthy and not was_up:
+            answer = await self.check()
+            if answer is not None:
+                self.healthy = answer
+            if answer:
+                refusals, failing_since = 0, None
+            else:
+                refusals += answer is False
+                failing_since = failing_since or loop.time()
+            if answer and not was_up:
                 was_up, group = True, engine_process_group()
-            if was_up and missed >= self.misses and self.owns_engine:
+            if (
+                was_up
+                and self.owns_engine
+                and failing_since is not None
+                and (refusals >= self.misses or loop.time() - failing_since >= self.hung_after_s)
+            ):
                 self._restart(group)
             await asyncio.sleep(self.period_s)
 
