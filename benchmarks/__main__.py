@@ -2,6 +2,7 @@
 
 python -m benchmarks llm_serving --help     # the whole Bento vs raw vLLM (TTFT, TPOT, ITL, E2EL, tok/s)
 python -m benchmarks classic_batching ...   # adaptive batching on vs off
+python -m benchmarks classic_after_peak ... # c=1 before and after a c=64 peak: our dispatcher wait vs BentoML's
 python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode (--hit-rates: a sweep)
 python -m benchmarks semantic_cache ...     # near-duplicate prompts: semantic cache on vs exact only vs raw
 python -m benchmarks embedding_peers ...    # embedding misses vs infinity-emb (make bench-embedding-peers)
@@ -18,6 +19,7 @@ import sys
 SCENARIOS = {
     "llm_serving": "benchmarks.llm_serving",
     "classic_batching": "benchmarks.classic_batching",
+    "classic_after_peak": "benchmarks.classic_after_peak",
     "embedding_cache": "benchmarks.embedding_cache",
     "semantic_cache": "benchmarks.semantic_cache",
     "embedding_peers": "benchmarks.embedding_peers",

@@ -228,95 +228,46 @@ class _RealPath:
 def fix_bentoml() -> None:
     """Swap in this module's fixes where BentoML 1.4.40 builds its own middlewares (its app factories
     import each class by name when they assemble the stack, after the service module is imported):
-    :class:`TimerReleasingTimeout` and bounded metric endpoints. Call at import of every service
-    module; idempotent."""
+    :class:`TimerReleasingTimeout`, bounded metric endpoints, tracing only when exported, and the
+    dispatcher fixes of services/bentoml_dispatch.py. Call at import of every service module; idempotent."""
     from bentoml._internal.server.http import instruments, traffic
 
+    from services.bentoml_dispatch import patch_dispatchers
+
     traffic.TimeoutMiddleware = TimerReleasingTimeout  # type: ignore[misc,assignment]
+    _trace_only_when_exporting()
     _cache_mime_types()
-    _patch_dispatchers()
+    patch_dispatchers()
     if not getattr(instruments.RunnerTrafficMetricsMiddleware, "bounded", False):
         bounded = _bounded_metrics_middleware()
         bounded.bounded = True  # type: ignore[attr-defined]
         instruments.RunnerTrafficMetricsMiddleware = bounded  # type: ignore[misc,assignment]
 
 
-BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
+def _trace_only_when_exporting() -> None:
+    """BentoML 1.4.40 wraps every request in OpenTelemetry's ASGI middleware, exporter or not; with none
+    configured (its default) the spans go nowhere, yet cost the classic worker ~20% of its CPU at c=64
+    (py-spy, tabular). Where BentoML builds the stack, that middleware now leaves the app unwrapped
+    unless ``tracing.exporter_type`` is set (BentoML reads it from ``@bentoml.service(tracing=...)``);
+    our ``x-request-id`` still names every request and log line (services/request_id.py). What goes:
+    BentoML's ``X-BentoML-Request-ID`` header and the trace ids in its log lines."""
+    from opentelemetry.instrumentation import asgi
 
-
-def batches_in_flight(count: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator: let BentoML's dispatcher of this batchable API start a batch while ``count - 1`` others are still
-    running (its own limit is 1). Worth it where a batch mostly waits on another process, as the text
-    model's wait on the embedding service: the next batch travels while the GPU encodes this one."""
-
-    def mark(api: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(api, BATCHES_IN_FLIGHT, count)
-        return api
-
-    return mark
-
-
-DISPATCH_WHEN_IDLE = (
-    "infstack_dispatch_when_idle"  # set on a batchable API's function: skip the queue when idle
-)
-
-
-def dispatch_when_idle(on: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator: a request of this batchable API that finds its dispatcher idle (nothing queued, no
-    batch running) runs at once as a batch of one, without the queue, the controller's wake-up and its
-    task; requests that arrive while a batch runs queue and batch as before."""
-
-    def mark(api: Callable[..., Any]) -> Callable[..., Any]:
-        setattr(api, DISPATCH_WHEN_IDLE, on)
-        return api
-
-    return mark
-
-
-def _dispatch_when_idle(dispatcher: Any) -> None:
-    import time
-
-    from bentoml._internal.marshal.dispatcher import Job
-
-    queued = dispatcher.inbound_call
-
-    async def inbound_call(data: Any) -> Any:
-        if dispatcher._queue or dispatcher._sema.is_locked():
-            return await queued(data)
-        dispatcher._sema.acquire()  # released by outbound_call
-        job = Job(time.time(), data, asyncio.get_running_loop().create_future())
-        await dispatcher.outbound_call((job,))
-        return await job.future  # its result, or the exception as a value, as the queued path returns
-
-    dispatcher.inbound_call = inbound_call
-
-
-def _patch_dispatchers() -> None:
-    """BentoML 1.4.40 builds each dispatcher in ``ServiceAppFactory.__init__`` (with ``NonBlockSema(1)``)
-    and offers no setting: there, widen it for APIs marked by :func:`batches_in_flight` and let idle
-    requests skip the queue for those marked by :func:`dispatch_when_idle`."""
-    import functools
-
-    from _bentoml_impl.server import app
-    from bentoml._internal.marshal.dispatcher import NonBlockSema
-
-    factory = app.ServiceAppFactory
-    if getattr(factory.__init__, BATCHES_IN_FLIGHT, False):
+    traced = asgi.OpenTelemetryMiddleware
+    if getattr(traced, "only_when_exporting", False):
         return
-    build = factory.__init__
 
-    @functools.wraps(build)
-    def init(self: Any, *args: Any, **kwargs: Any) -> None:
-        build(self, *args, **kwargs)
-        for name, dispatcher in self.dispatchers.items():
-            count = getattr(self.service.apis[name].func, BATCHES_IN_FLIGHT, 1)
-            if count > 1:
-                dispatcher._sema = NonBlockSema(count)
-            if getattr(self.service.apis[name].func, DISPATCH_WHEN_IDLE, False):
-                _dispatch_when_idle(dispatcher)
+    class OnlyWhenExporting:
+        only_when_exporting = True
 
-    setattr(init, BATCHES_IN_FLIGHT, True)
-    factory.__init__ = init
+        def __new__(cls, app: Any, **options: Any) -> Any:
+            from bentoml._internal.configuration.containers import BentoMLContainer
+
+            if BentoMLContainer.tracing.exporter_type.get() is None:
+                return app
+            return traced(app, **options)
+
+    asgi.OpenTelemetryMiddleware = OnlyWhenExporting  # type: ignore[misc,assignment]
 
 
 def _cache_mime_types() -> None:

@@ -15,7 +15,8 @@ from typing import Any
 import bentoml
 
 from services.answer_on_error import AnswerOnError
-from services.bentoml_adapter import add_middleware, batches_in_flight, dispatch_when_idle, fix_bentoml
+from services.bentoml_adapter import add_middleware, fix_bentoml
+from services.bentoml_dispatch import batches_in_flight, dispatch_when_idle, learn_wait_from_batches
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
@@ -82,6 +83,7 @@ def _batched_api(model: type[ClassicModel]) -> Any:
         CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.on_gpu)
     )(api)
     dispatch_when_idle(CONFIG.dispatch_when_idle)(api)
+    learn_wait_from_batches(CONFIG.learn_wait_from_batches)(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
 
 

@@ -107,6 +107,14 @@ class ClassicBase(Section):
         "a model computed on the event loop (tabular) then always finds it idle: batches of 1, c=64 -37% "
         "(benchmarks/results/classic_dispatch_when_idle_cpu.json, classic_dispatch_when_idle_text_cpu.json).",
     )
+    learn_wait_from_batches: bool = Field(
+        default=True,
+        description="BentoML's dispatcher learns how long to hold a request for batch-mates from the waits of "
+        "past batches, queueing behind a running batch included: after a load peak it held every lone request "
+        "~10-20 ms, and kept doing so (2-core CPU, c=1 after c=64: tabular p50 1.7 -> 17-24 ms, text 25 -> "
+        "165-179 ms). True: a batch of one counts as having waited 0, so the hold fades within a second of "
+        "low load. False: BentoML's own estimate (benchmarks: its A/B).",
+    )
     workers: int | None = Field(
         default=None,
         ge=1,

@@ -55,6 +55,30 @@ print(json.dumps([[m.cls.__name__, m.kwargs.get("timeout")] for m in stack]))
 """
 
 
+# What BentoML's OpenTelemetry middleware makes of an app, without and with a tracing exporter configured.
+TRACING = """
+import json
+import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
+from services.bentoml_adapter import fix_bentoml
+
+fix_bentoml()
+
+@bentoml.service
+class Probe:
+    @bentoml.api
+    def ping(self) -> str:
+        return "pong"
+
+otel = next(m for m in Probe.to_asgi(is_main=True).user_middleware if hasattr(m.cls, "only_when_exporting"))
+async def app(scope, receive, send): ...
+untraced = otel.cls(app, *otel.args, **otel.kwargs) is app
+BentoMLContainer.config.tracing.exporter_type.set("in_memory")
+traced = type(otel.cls(app, *otel.args, **otel.kwargs)).__name__
+print(json.dumps([untraced, traced]))
+"""
+
+
 def _probe(script: str) -> object:
     """Run ``script`` in a fresh process (a second to_asgi() in one process clashes on BentoML's
     Prometheus series) and read the JSON it prints last."""
@@ -112,6 +136,11 @@ def test_bentoml_builds_our_fixed_middlewares_in_place_of_its_own() -> None:
     assert ["TimerReleasingTimeout", 7] in stack, stack  # type: ignore[operator]
     assert "BoundedEndpointMetrics" in names, names
     assert "TimeoutMiddleware" not in names and "RunnerTrafficMetricsMiddleware" not in names, names
+
+
+@pytest.mark.timeout(120)
+def test_requests_are_traced_only_where_a_tracing_exporter_is_configured() -> None:
+    assert _probe(TRACING) == [True, "OpenTelemetryMiddleware"]
 
 
 def test_metric_endpoints_are_known_routes_or_other() -> None:
@@ -230,7 +259,8 @@ def dispatcher_probe(decorator: str, max_batch_size: int, measure: str) -> str:
     return f"""
 import asyncio, json
 import bentoml
-from services.bentoml_adapter import {name}, fix_bentoml
+from services.bentoml_adapter import fix_bentoml
+from services.bentoml_dispatch import {name}
 
 fix_bentoml()
 
@@ -301,3 +331,32 @@ def test_a_marked_api_runs_a_request_on_an_idle_dispatcher_at_once_and_batches_t
     found = _probe(IDLE_DISPATCH)
     assert found["marked"] == [True, 1, 4, 1, "ValueError"]
     assert found["plain"][0] is False  # BentoML's own: the request waits for the controller's turn
+
+
+# After a burst of load (batches that take 20 ms, 40 requests at a time), requests come one at a time:
+# how long does a lone request take (the model answers a single row at once)?
+LONE_AFTER_LOAD = dispatcher_probe("learn_wait_from_batches(True)", 16, """
+import time
+
+async def measure(dispatcher) -> float:
+    async def batch(rows):
+        await asyncio.sleep(0.02 if len(rows) > 1 else 0)
+        return rows
+    call = dispatcher(batch)
+    for _ in range(25):
+        await asyncio.gather(*(call(i) for i in range(40)))
+    dispatcher.optimizer.trigger_refresh()  # as BentoML does every 5 s
+    lone = []
+    for _ in range(150):
+        started = time.perf_counter()
+        await call(1)
+        lone.append(time.perf_counter() - started)
+    return round(sorted(lone[-50:])[25] * 1000, 2)  # median of the last 50, ms
+""")  # fmt: skip
+
+
+@pytest.mark.timeout(120)
+def test_a_marked_api_stops_holding_lone_requests_once_the_load_is_gone() -> None:
+    found = _probe(LONE_AFTER_LOAD)
+    assert found["plain"] > 10, found  # BentoML's own: the hold learned under load sustains itself
+    assert found["marked"] < 3, found

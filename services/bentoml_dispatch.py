@@ -1,0 +1,111 @@
+"""Fixes to BentoML 1.4.40's adaptive-batching dispatcher (``CorkDispatcher``), chosen per batchable API.
+
+BentoML builds one dispatcher per batchable API in ``ServiceAppFactory.__init__`` and offers no setting
+for what we change; :func:`patch_dispatchers` (called by ``bentoml_adapter.fix_bentoml``) wraps that
+constructor and applies what a decorator marked on the API's function:
+
+- :func:`batches_in_flight`: more than one batch running at once;
+- :func:`dispatch_when_idle`: a request that finds the dispatcher idle skips the queue;
+- :func:`learn_wait_from_batches`: a lone request's wait no longer teaches the dispatcher to hold the
+  next one (the fix for slow answers at low load after a peak).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
+DISPATCH_WHEN_IDLE = "infstack_dispatch_when_idle"  # set on it: skip the queue when idle
+LEARN_WAIT_FROM_BATCHES = "infstack_learn_wait_from_batches"  # set on it: forget lone requests' waits
+_PATCHED = "infstack_patched_dispatchers"
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _marker(attribute: str, value: object) -> Decorator:
+    def mark(api: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(api, attribute, value)
+        return api
+
+    return mark
+
+
+def batches_in_flight(count: int) -> Decorator:
+    """Let this API's dispatcher start a batch while ``count - 1`` others are still running (BentoML's
+    limit is 1). Worth it where a batch mostly waits on another process, as the text model's wait on
+    the embedding service: the next batch travels while the GPU encodes this one."""
+    return _marker(BATCHES_IN_FLIGHT, count)
+
+
+def dispatch_when_idle(on: bool) -> Decorator:
+    """A request of this API that finds its dispatcher idle (nothing queued, no batch running) runs at
+    once as a batch of one, without the queue, the controller's wake-up and its task; requests that
+    arrive while a batch runs queue and batch as before."""
+    return _marker(DISPATCH_WHEN_IDLE, on)
+
+
+def learn_wait_from_batches(on: bool) -> Decorator:
+    """BentoML holds a request back while ``n * (its wait + a tick + per-row cost)`` stays under
+    ``optimizer.wait``, the mean wait of past batches' first requests, which includes time spent queued
+    behind a running batch. A load peak so teaches it to hold each request ~10 ms, and at low load the
+    lone request it holds waits that long and logs it: the hold sustains itself. On: a batch of one is
+    logged as having waited 0 (its wait found no partner) and the estimate is refreshed at once."""
+    return _marker(LEARN_WAIT_FROM_BATCHES, on)
+
+
+def _dispatch_when_idle(dispatcher: Any) -> None:
+    from bentoml._internal.marshal.dispatcher import Job
+
+    queued = dispatcher.inbound_call
+
+    async def inbound_call(data: Any) -> Any:
+        if dispatcher._queue or dispatcher._sema.is_locked():
+            return await queued(data)
+        dispatcher._sema.acquire()  # released by outbound_call
+        job = Job(time.time(), data, asyncio.get_running_loop().create_future())
+        await dispatcher.outbound_call((job,))
+        return await job.future  # its result, or the exception as a value, as the queued path returns
+
+    dispatcher.inbound_call = inbound_call
+
+
+def _learn_wait_from_batches(dispatcher: Any) -> None:
+    optimizer = dispatcher.optimizer
+    log = optimizer.log_outbound
+
+    def log_outbound(n: int, wait: float, duration: float) -> None:
+        log(n=n, wait=wait if n > 1 else 0.0, duration=duration)
+        if n == 1 and wait > dispatcher.TICKET_INTERVAL:  # held for nobody: stop holding now, not in 5 s
+            optimizer.trigger_refresh()
+
+    optimizer.log_outbound = log_outbound
+
+
+def patch_dispatchers() -> None:
+    """Wrap ``ServiceAppFactory.__init__`` once: each dispatcher it built gets what its API is marked with."""
+    from _bentoml_impl.server import app
+    from bentoml._internal.marshal.dispatcher import NonBlockSema
+
+    factory = app.ServiceAppFactory
+    if getattr(factory.__init__, _PATCHED, False):
+        return
+    build = factory.__init__
+
+    @functools.wraps(build)
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        build(self, *args, **kwargs)
+        for name, dispatcher in self.dispatchers.items():
+            func = self.service.apis[name].func
+            if (count := getattr(func, BATCHES_IN_FLIGHT, 1)) > 1:
+                dispatcher._sema = NonBlockSema(count)
+            if getattr(func, DISPATCH_WHEN_IDLE, False):
+                _dispatch_when_idle(dispatcher)
+            if getattr(func, LEARN_WAIT_FROM_BATCHES, False):
+                _learn_wait_from_batches(dispatcher)
+
+    setattr(init, _PATCHED, True)
+    factory.__init__ = init
