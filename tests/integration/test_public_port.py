@@ -229,18 +229,22 @@ def test_a_request_id_travels_from_the_client_to_vllm_and_into_every_log_line(
     def logged(needle: str) -> list[str]:
         return [line for line in gateway_server.log_tail(10**7).splitlines() if needle in line]
 
-    wait_for = time.monotonic() + 10
-    while time.monotonic() < wait_for and not logged(f"(request_id={request_id}e)"):
+    def services(lines: list[str]) -> set[str]:  # BentoML's component tag: [entry_service:NAME:1]
+        return {
+            name
+            for line in lines
+            for name in ("inference_stack", "embedding_cache")
+            if f"service:{name}:" in line
+        }
+
+    wait_for = time.monotonic() + 10  # each process writes its access line once it has answered
+    while time.monotonic() < wait_for and len(services(logged(f"(request_id={request_id}e)"))) < 2:
         time.sleep(0.2)
     completions = logged(f"(request_id={request_id})")
     assert any("path=/v1/completions" in line and "inference_stack" in line for line in completions), (
         completions
     )
     embeds = logged(f"(request_id={request_id}e)")
-    services = {
-        name
-        for line in embeds
-        for name in ("inference_stack", "embedding_cache")
-        if f"service.name={name}" in line
-    }
-    assert services == {"inference_stack", "embedding_cache"}, embeds  # the gateway's and the service's lines
+    assert services(embeds) == {"inference_stack", "embedding_cache"}, (
+        embeds
+    )  # the gateway's and the service's lines
