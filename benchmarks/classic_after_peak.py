@@ -28,9 +28,9 @@ PHASES = (("before", 1), ("peak", 64), ("after", 1))
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    workload, cells = Workload(), []
+    workload, cells, models = Workload(), [], ensure_models()
     with tempfile.TemporaryDirectory(prefix="after-peak-") as tmp:
-        servers = {name: serve(name, Path(tmp), ensure_models(), env) for name, env in CONFIGS.items()}
+        servers = {name: serve(name, Path(tmp), models, env) for name, env in CONFIGS.items()}
         try:
             for round_ in range(args.rounds):
                 for model in APIS:

@@ -37,19 +37,15 @@ def openai_error(
 OBJECT_FIELDS = ("structured_outputs",)
 
 
-def non_object_field(payload: object) -> str | None:
-    """The first of ``OBJECT_FIELDS`` that a JSON request object sets to something other than an object."""
+def non_object_field(payload: object) -> JSONResponse | None:
+    """OpenAI's 400 naming (``param``) the first of ``OBJECT_FIELDS`` that a JSON request object sets to
+    something other than an object; None when there is none."""
     if isinstance(payload, dict):
         for field in OBJECT_FIELDS:
-            if payload.get(field) is not None and not isinstance(payload[field], dict):
-                return field
+            if (value := payload.get(field)) is not None and not isinstance(value, dict):
+                message = f"'{field}' must be an object, not {type(value).__name__}"
+                return openai_error(message, 400, "BadRequestError", param=field)
     return None
-
-
-def invalid_field(field: str, payload: dict[str, object]) -> JSONResponse:
-    """OpenAI's 400 naming the field (``param``) and what it must be."""
-    kind = type(payload[field]).__name__
-    return openai_error(f"'{field}' must be an object, not {kind}", 400, "BadRequestError", param=field)
 
 
 def invalid_json(exc: ValueError) -> JSONResponse:

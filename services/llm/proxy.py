@@ -38,7 +38,6 @@ from services.relay import (
 from services.wire import (
     CACHE_HEADER,
     REPLICA_HEADER,
-    invalid_field,
     invalid_json,
     non_object_field,
     openai_error,
@@ -237,7 +236,7 @@ class EngineProxy:
         except InvalidJSON as exc:
             return invalid_json(exc)
         except InvalidField as exc:
-            return invalid_field(exc.field, exc.payload)
+            return exc.response
         headers = [*reply.headers, (CACHE_HEADER.encode(), reply.cache.encode())]
         if reply.body is not None:  # no stream to relay: no task group, no disconnect watcher, one send
             response = Response(reply.body, reply.status)
@@ -290,11 +289,11 @@ class InvalidJSON(ValueError):
 
 
 class InvalidField(ValueError):
-    """A field vLLM would crash on (``wire.OBJECT_FIELDS``): answered here with a 400 that names it."""
+    """A field vLLM would crash on (``wire.OBJECT_FIELDS``): answered here with the 400 that names it."""
 
-    def __init__(self, field: str, payload: dict[str, Any]) -> None:
-        super().__init__(field)
-        self.field, self.payload = field, payload
+    def __init__(self, response: Response) -> None:
+        super().__init__("a field vLLM cannot take")
+        self.response = response
 
 
 def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] | None:
@@ -305,8 +304,8 @@ def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] 
         if any(k.lower() == "content-type" and "json" in v for k, v in headers):
             raise InvalidJSON(str(exc)) from exc
         return None
-    if (field := non_object_field(value)) is not None:
-        raise InvalidField(field, value)
+    if (refusal := non_object_field(value)) is not None:
+        raise InvalidField(refusal)
     return value if isinstance(value, dict) else None
 
 
