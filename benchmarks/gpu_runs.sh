@@ -4,6 +4,9 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu_runs.sh zipf classic embedding gputests
 #
+# Issue 16's steps (classic, embedding) need no vLLM: bentoml, LitServe, xgboost and the packaged MiniLM in
+# python3, infinity-emb in its own prefix ($INFINITY_PYTHON); `models` trains the classic models there.
+#
 # Each step writes its JSON + PNG under $OUT (default benchmarks/results). LitServe runs from the same
 # python; infinity-emb from $INFINITY_PYTHON (its own site: it pins sentence-transformers < 4).
 set -uo pipefail
@@ -18,19 +21,23 @@ for step in "$@"; do
         --client ours --zipf-distinct 120 --input-len 400 --output-len 128 --request-rates '' --concurrency 64 \
         --client-processes 1,4 --concurrency-prompts 600 --quiet-wait-s 1 \
         --out "$OUT/llm_zipf_gpu_h200_client_processes.json" ;;
-    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda); the GPU-host defaults (2 workers, text 2 batches
-      # in flight) beside the CPU defaults (1 and 1) and 4 workers
+    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda), GPU-host defaults (2 classic workers, text 2
+      # batches in flight, embedding 2 batches in flight) beside the embedding batcher's single thread
       python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
-        --variant cpu_defaults:INFSTACK_CLASSIC__WORKERS=1,INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=1 \
-        --variant workers_4:INFSTACK_CLASSIC__WORKERS=4 \
-        --variant idle_dispatch:INFSTACK_CLASSIC__DISPATCH_WHEN_IDLE=true \
-        --name classic_vs_litserve_gpu_h200_gpu_defaults
-      cp benchmarks/results/classic_vs_litserve_gpu_h200_gpu_defaults.* "$OUT"/ 2>/dev/null ;;
-    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda
+        --variant embedding_in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
+        --name classic_vs_litserve_gpu_h200_dec02
+      cp benchmarks/results/classic_vs_litserve_gpu_h200_dec02.* "$OUT"/ 2>/dev/null ;;
+    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda; the defaults (2 batches in flight on a
+      # GPU) beside one batch in flight, batches of 128 and 2 workers (sharing cuda:0: one GPU to claim)
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
-        --device cuda --seconds 8 --rounds 1 --quiet-wait-s 5 \
-        --out "$OUT/embedding_vs_infinity_gpu_h200_forward_pass_full.json" ;;
+        --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 \
+        --variant in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
+        --variant batch_128:INFSTACK_EMBEDDING__MAX_BATCH_SIZE=128 \
+        --variant workers_2:INFSTACK_EMBEDDING__WORKERS=2,INFSTACK_EMBEDDING__DEVICE=cuda:0 \
+        --out "$OUT/embedding_vs_infinity_gpu_h200_dec02.json" ;;
+    models)
+      python3 -m models.train_classic ;;
     gputests)
       python3 -m pytest tests/gpu -m gpu -p no:cacheprovider -q 2>&1 | tail -30 ;;
     *) echo "unknown step $step"; status=2 ;;

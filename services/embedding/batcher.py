@@ -1,8 +1,11 @@
 """The embedding model's own batcher: texts, not requests, are what a model call is made of.
 
-Cache misses of concurrent requests are queued here and one thread runs the model on up to
+Cache misses of concurrent requests are queued here and a model thread runs the model on up to
 ``max_batch_size`` texts at a time; while it runs, new misses queue, and the next call takes what has
-queued (no timer: an idle model starts at once, a busy one batches what arrived meanwhile). It replaced
+queued (no timer: an idle model starts at once, a busy one batches what arrived meanwhile). With
+``batches_in_flight`` > 1, that many threads take batches: on a GPU one tokenizes its batch on the CPU
+while another's forward pass runs (a single thread leaves the GPU idle while it tokenizes, and the CPU
+idle while it waits for the GPU). It replaced
 BentoML's ``batchable`` API for this service (docs/ARCHITECTURE.md): BentoML's dispatcher counts requests,
 not texts, and reaching it took a JSON self-call per request, which cost more CPU than the model on
 small requests.
@@ -37,16 +40,19 @@ class _Job:
 
 
 class TextBatcher:
-    def __init__(self, model: Model, max_batch_size: int, max_latency_ms: int) -> None:
+    def __init__(
+        self, model: Model, max_batch_size: int, max_latency_ms: int, batches_in_flight: int = 1
+    ) -> None:
         self.model = model
         self.max_batch_size = max_batch_size
         self.max_latency_ms = max_latency_ms
+        self.batches_in_flight = batches_in_flight
         self._queue: collections.deque[_Job] = collections.deque()
         self._queued_texts = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._seconds_per_text: float | None = None  # measured on large batches; None until the first
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
 
     def expected_wait_s(self, texts: int) -> float:
@@ -70,12 +76,14 @@ class TextBatcher:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._wake.notify()
+            self._wake.notify_all()
 
     def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="embedding-model", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            for i in range(self.batches_in_flight):
+                thread = threading.Thread(target=self._run, name=f"embedding-model-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
     def _take(self) -> list[tuple[_Job, int, int]]:
         """(job, start, end) slices of queued jobs, up to ``max_batch_size`` texts, oldest first."""
@@ -120,10 +128,11 @@ class TextBatcher:
     def _learn(self, seconds: float, texts: int) -> None:
         """Seconds per text of batches at least half full, smoothed. A queue is encoded in such batches;
         small batches cost more per text, and learning from them would refuse a burst that the model
-        can in fact absorb (before the first such batch nothing is refused)."""
+        can in fact absorb (before the first such batch nothing is refused). Batches in flight overlap,
+        so the queue drains that many times as fast as one batch's own time says."""
         if texts < max(1, self.max_batch_size // 2):
             return
-        sample = seconds / texts
+        sample = seconds / texts / self.batches_in_flight
         previous = self._seconds_per_text
         self._seconds_per_text = sample if previous is None else 0.8 * previous + 0.2 * sample
 

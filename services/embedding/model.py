@@ -55,7 +55,11 @@ def encode_batch(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
     ``model.encode``. That wrapper also, on every call, switches the model to eval mode, resolves the
     device over all its modules, sorts the texts by length and splits the batch into rows and stacks
     them again: ~15% of the embedding worker's CPU at one text per request (py-spy, 2-core CPU). The
-    callers group by length themselves (``length_groups``). infinity-emb calls the model the same way."""
+    callers group by length themselves (``length_groups``). infinity-emb calls the model the same way.
+
+    Safe on several threads at once (the batcher's ``batches_in_flight``): every call asks the tokenizer
+    for the same padding and truncation, which it then leaves as they are (the state a fast tokenizer
+    keeps, see ``TokenCounter``), and the forward pass keeps nothing between calls."""
     import torch
 
     # preprocess where it exists (sentence-transformers 6 deprecates tokenize); tokenize in older ones.

@@ -77,7 +77,9 @@ class EmbeddingCache:
         self.embedder = CachedEmbedder(
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
-        self.batcher = TextBatcher(self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms)
+        self.batcher = TextBatcher(
+            self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms, CONFIG.batches_in_flight_default()
+        )
         self.max_padded_chars = CONFIG.padded_chars_per_pass()
         self.longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)  # where it truncates
 
@@ -130,8 +132,8 @@ class EmbeddingCache:
         }
 
     def _run_model(self, texts: list[str]) -> np.ndarray:
-        """One model call, on the batcher's thread (the only caller: one call at a time): a pass per group
-        of similar lengths (``length_groups``), vectors back in the texts' order."""
+        """One model call, on one of the batcher's threads (``batches_in_flight`` of them): a pass per
+        group of similar lengths (``length_groups``), vectors back in the texts' order."""
         started = time.perf_counter()
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for group in length_groups(texts, self.max_padded_chars, self.longest_chars):

@@ -69,6 +69,13 @@ class EmbeddingSettings(Section):
         "into passes of similar lengths; None: 4096 on cpu (124 -> 231 texts/s on mixed-length texts), one "
         "pass per batch on a GPU (not measured there).",
     )
+    batches_in_flight: int | None = Field(
+        default=None,
+        ge=1,
+        description="Model calls at once, each on its own thread: on a GPU one batch tokenizes on the CPU "
+        "while another's forward pass runs. None: 2 on a GPU, 1 on cpu (the model's threads already use "
+        "the cores).",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
@@ -78,6 +85,12 @@ class EmbeddingSettings(Section):
     @property
     def on_gpu(self) -> bool:
         return self.device.startswith("cuda")
+
+    def batches_in_flight_default(self) -> int:
+        """``batches_in_flight`` as set, or its default for ``device``."""
+        if self.batches_in_flight is not None:
+            return self.batches_in_flight
+        return 2 if self.on_gpu else 1
 
     def padded_chars_per_pass(self) -> int | None:
         """``max_padded_chars`` as set, or its default for ``device`` (None: one pass per batch)."""

@@ -55,6 +55,33 @@ def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
     assert expected == sum(n + 2 for n in (1, 7, 3, 19, 2, 11, 5, 23))  # words plus [CLS] and [SEP]
 
 
+def test_batches_in_flight_on_threads_get_their_own_vectors(model) -> None:
+    """Two threads encoding at once with one model (the batcher's batches_in_flight=2), batches of
+    different lengths: every vector is what encode gives, and the tokenizer never fails."""
+    batches = [TEXTS, TEXTS[::-1], TEXTS[:3], TEXTS[2:]]
+    expected = [model.encode(b, batch_size=len(b), convert_to_numpy=True) for b in batches]
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 3
+
+    def encode_loop(offset: int) -> None:
+        i = offset
+        while time.monotonic() < stop:
+            b = i % len(batches)
+            try:
+                np.testing.assert_allclose(encode_batch(model, batches[b]), expected[b], rtol=0, atol=1e-5)
+            except BaseException as exc:  # a wrong vector or a tokenizer failure: what this test is about
+                errors.append(exc)
+                return
+            i += 1
+
+    threads = [threading.Thread(target=encode_loop, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
 def test_length_groups_pad_little_and_cover_every_text_once() -> None:
     """A batch is split into passes of similar lengths, each within the padded-characters budget."""
     from services.embedding.model import length_groups

@@ -4,6 +4,7 @@ gets its own vectors in order, and only a queue that cannot meet the bound refus
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -86,4 +87,36 @@ def test_a_model_failure_fails_that_batch_only() -> None:
         np.testing.assert_array_equal(await batcher.encode(["ok"]), expected(["ok"]))
 
     asyncio.run(run())
+    batcher.close()
+
+
+def test_batches_in_flight_overlap_and_the_queue_estimate_counts_them() -> None:
+    """With two batches in flight two model calls run at once; the learned speed is per text of the
+    whole batcher (one batch's time / its texts / 2), so the bound admits what two threads drain."""
+    running = 0
+    most_running = 0
+    guard = threading.Lock()
+
+    def model(texts: list[str]) -> np.ndarray:
+        nonlocal running, most_running
+        with guard:
+            running += 1
+            most_running = max(most_running, running)
+        time.sleep(0.05)
+        with guard:
+            running -= 1
+        return expected(texts)
+
+    batcher = TextBatcher(model, max_batch_size=4, max_latency_ms=10_000, batches_in_flight=2)
+
+    async def run() -> list[np.ndarray]:
+        return await asyncio.gather(
+            *(batcher.encode([f"{chr(97 + i)}{j}" for j in range(4)]) for i in range(6))
+        )
+
+    for i, vectors in enumerate(asyncio.run(run())):
+        np.testing.assert_array_equal(vectors, expected([f"{chr(97 + i)}{j}" for j in range(4)]))
+    assert most_running == 2
+    per_text = batcher.expected_wait_s(1)
+    assert 0.004 < per_text < 0.0075  # ~50 ms / 4 texts / 2 in flight
     batcher.close()
