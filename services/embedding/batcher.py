@@ -3,9 +3,12 @@
 Cache misses of concurrent requests are queued here and a model thread runs the model on up to
 ``max_batch_size`` texts at a time; while it runs, new misses queue, and the next call takes what has
 queued (no timer: an idle model starts at once, a busy one batches what arrived meanwhile). With
-``batches_in_flight`` > 1, that many threads take batches: on a GPU one tokenizes its batch on the CPU
-while another's forward pass runs (a single thread leaves the GPU idle while it tokenizes, and the CPU
-idle while it waits for the GPU). It replaced
+``batches_in_flight`` > 1, that many threads take batches, but another batch goes in flight beside a
+running one only when a full batch (``max_batch_size`` texts) waits: then, on a GPU, one batch tokenizes
+on the CPU while another's forward pass runs. Under light load two threads only split small batches
+and contend for the GIL: at one text per request, 8-32 clients, one thread encoded 9-21% more texts/s
+than two taking batches eagerly, and two 28-45% more at 32 texts per request (H200 host,
+benchmarks/results/embedding_vs_infinity_gpu_h200_dec02.json). It replaced
 BentoML's ``batchable`` API for this service (docs/ARCHITECTURE.md): BentoML's dispatcher counts requests,
 not texts, and reaching it took a JSON self-call per request, which cost more CPU than the model on
 small requests.
@@ -53,6 +56,7 @@ class TextBatcher:
         self._wake = threading.Condition(self._lock)
         self._seconds_per_text: float | None = None  # measured on large batches; None until the first
         self._threads: list[threading.Thread] = []
+        self._running = 0  # batches in the model now
         self._closed = False
 
     def expected_wait_s(self, texts: int) -> float:
@@ -85,6 +89,12 @@ class TextBatcher:
                 thread.start()
                 self._threads.append(thread)
 
+    def _may_take(self) -> bool:
+        """An idle model takes any queue; another batch joins a running one only when a full one waits."""
+        if not self._queue:
+            return False
+        return self._running == 0 or self._queued_texts >= self.max_batch_size
+
     def _take(self) -> list[tuple[_Job, int, int]]:
         """(job, start, end) slices of queued jobs, up to ``max_batch_size`` texts, oldest first."""
         batch: list[tuple[_Job, int, int]] = []
@@ -104,11 +114,12 @@ class TextBatcher:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._closed:
+                while not self._closed and not self._may_take():
                     self._wake.wait()
                 if self._closed:
                     return
                 batch = self._take()
+                self._running += 1
             texts = [t for job, start, end in batch for t in job.texts[start:end]]
             started = time.perf_counter()
             try:
@@ -117,6 +128,9 @@ class TextBatcher:
                 for job, _, _ in batch:
                     job.loop.call_soon_threadsafe(_fail, job, exc)
                 continue
+            finally:
+                with self._lock:
+                    self._running -= 1
             self._learn(time.perf_counter() - started, len(texts))
             offset = 0
             for job, start, end in batch:

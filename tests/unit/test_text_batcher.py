@@ -90,23 +90,60 @@ def test_a_model_failure_fails_that_batch_only() -> None:
     batcher.close()
 
 
+class SlowModel:
+    """Takes 50 ms a call and records how many calls ran at once and each call's size."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most_running = 0
+        self.calls: list[int] = []
+        self.guard = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self.guard:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.calls.append(len(texts))
+        time.sleep(0.05)
+        with self.guard:
+            self.running -= 1
+        return expected(texts)
+
+
+def test_a_second_batch_goes_in_flight_only_when_a_full_batch_waits() -> None:
+    """Light load: what queues behind a running batch waits for it and goes as one batch (two threads
+    would split it and contend). A full batch waiting: it goes in flight beside the running one."""
+    model = SlowModel()
+    batcher = TextBatcher(model, max_batch_size=4, max_latency_ms=10_000, batches_in_flight=2)
+
+    async def light() -> None:
+        first = asyncio.ensure_future(batcher.encode(["a"]))
+        await asyncio.sleep(0.02)  # "a" is in the model now
+        await asyncio.gather(first, batcher.encode(["b"]), batcher.encode(["c"]))
+
+    asyncio.run(light())
+    assert model.most_running == 1 and model.calls == [1, 2]
+
+    async def heavy() -> list[np.ndarray]:
+        first = asyncio.ensure_future(batcher.encode(["x"]))
+        await asyncio.sleep(0.02)
+        full = [[f"{chr(97 + i)}{j}" for j in range(4)] for i in range(2)]
+        return await asyncio.gather(first, *(batcher.encode(t) for t in full))
+
+    for vectors, texts in zip(
+        asyncio.run(heavy()),
+        [["x"], *([f"{chr(97 + i)}{j}" for j in range(4)] for i in range(2))],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(vectors, expected(texts))
+    assert model.most_running == 2
+    batcher.close()
+
+
 def test_batches_in_flight_overlap_and_the_queue_estimate_counts_them() -> None:
     """With two batches in flight two model calls run at once; the learned speed is per text of the
     whole batcher (one batch's time / its texts / 2), so the bound admits what two threads drain."""
-    running = 0
-    most_running = 0
-    guard = threading.Lock()
-
-    def model(texts: list[str]) -> np.ndarray:
-        nonlocal running, most_running
-        with guard:
-            running += 1
-            most_running = max(most_running, running)
-        time.sleep(0.05)
-        with guard:
-            running -= 1
-        return expected(texts)
-
+    model = SlowModel()
     batcher = TextBatcher(model, max_batch_size=4, max_latency_ms=10_000, batches_in_flight=2)
 
     async def run() -> list[np.ndarray]:
@@ -116,7 +153,7 @@ def test_batches_in_flight_overlap_and_the_queue_estimate_counts_them() -> None:
 
     for i, vectors in enumerate(asyncio.run(run())):
         np.testing.assert_array_equal(vectors, expected([f"{chr(97 + i)}{j}" for j in range(4)]))
-    assert most_running == 2
+    assert model.most_running == 2
     per_text = batcher.expected_wait_s(1)
     assert 0.004 < per_text < 0.0075  # ~50 ms / 4 texts / 2 in flight
     batcher.close()
