@@ -142,8 +142,10 @@ class TextBatcher:
     def _learn(self, seconds: float, texts: int) -> None:
         """Seconds per text of batches at least half full, smoothed. A queue is encoded in such batches;
         small batches cost more per text, and learning from them would refuse a burst that the model
-        can in fact absorb (before the first such batch nothing is refused). Batches in flight overlap,
-        so the queue drains that many times as fast as one batch's own time says."""
+        can in fact absorb (before the first such batch nothing is refused). The queue drains
+        ``batches_in_flight`` times as fast as one batch's own time says: so it does once the queue is
+        long, the only time the bound refuses (a second batch goes in flight only when a full one
+        waits). A half-full batch that ran alone under lighter load is counted as overlapped too."""
         if texts < max(1, self.max_batch_size // 2):
             return
         sample = seconds / texts / self.batches_in_flight

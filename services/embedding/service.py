@@ -78,7 +78,10 @@ class EmbeddingCache:
             self.store, embedding_namespace(self.model_id), self.dimension, CONFIG.max_batch_size
         )
         self.batcher = TextBatcher(
-            self._run_model, CONFIG.max_batch_size, CONFIG.max_latency_ms, CONFIG.batches_in_flight_default()
+            self._run_model,
+            CONFIG.max_batch_size,
+            CONFIG.max_latency_ms,
+            CONFIG.effective_batches_in_flight(),
         )
         self.max_padded_chars = CONFIG.padded_chars_per_pass()
         self.longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)  # where it truncates

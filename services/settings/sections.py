@@ -86,7 +86,7 @@ class EmbeddingSettings(Section):
     def on_gpu(self) -> bool:
         return self.device.startswith("cuda")
 
-    def batches_in_flight_default(self) -> int:
+    def effective_batches_in_flight(self) -> int:
         """``batches_in_flight`` as set, or its default for ``device``."""
         if self.batches_in_flight is not None:
             return self.batches_in_flight

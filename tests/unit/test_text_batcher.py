@@ -124,17 +124,14 @@ def test_a_second_batch_goes_in_flight_only_when_a_full_batch_waits() -> None:
     asyncio.run(light())
     assert model.most_running == 1 and model.calls == [1, 2]
 
+    full = [[f"{chr(97 + i)}{j}" for j in range(4)] for i in range(2)]
+
     async def heavy() -> list[np.ndarray]:
         first = asyncio.ensure_future(batcher.encode(["x"]))
         await asyncio.sleep(0.02)
-        full = [[f"{chr(97 + i)}{j}" for j in range(4)] for i in range(2)]
         return await asyncio.gather(first, *(batcher.encode(t) for t in full))
 
-    for vectors, texts in zip(
-        asyncio.run(heavy()),
-        [["x"], *([f"{chr(97 + i)}{j}" for j in range(4)] for i in range(2))],
-        strict=True,
-    ):
+    for vectors, texts in zip(asyncio.run(heavy()), [["x"], *full], strict=True):
         np.testing.assert_array_equal(vectors, expected(texts))
     assert model.most_running == 2
     batcher.close()
