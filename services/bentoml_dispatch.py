@@ -8,14 +8,18 @@ constructor and applies what a decorator marked on the API's function:
 - :func:`dispatch_when_idle`: a request that finds the dispatcher idle skips the queue;
 - :func:`learn_wait_from_batches`: a lone request's wait no longer teaches the dispatcher to hold the
   next one (the fix for slow answers at low load after a peak).
+
+Every batchable API also gets :func:`_lean_batch_path`, the same batching at less cost per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from inspect import iscoroutinefunction as is_async
 from typing import Any
 
 BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
@@ -85,6 +89,61 @@ def _learn_wait_from_batches(dispatcher: Any) -> None:
     optimizer.log_outbound = log_outbound
 
 
+def _rows(get_batch_size: Callable[[Any], int]) -> Callable[[Any], int]:
+    """A request's rows: ``len`` of a list, as BentoML's default container answers after a registry scan
+    of its container types per queued request (~2% of the classic worker's CPU at 64 clients)."""
+
+    def rows(data: Any) -> int:
+        return len(data) if type(data) is list else get_batch_size(data)
+
+    return rows
+
+
+def _lean_batch_path(factory: Any) -> None:
+    """BentoML's ``batch_infer``, per request: it rebuilds the API's bound callable (``inspect.signature``
+    and ``functools.wraps``), wraps its dispatcher anew, and per batch scans its container registry to
+    merge and split plain lists (together ~5% of the classic worker's CPU at 64 clients, py-spy, tabular).
+    Here the callable and the dispatcher's entry are built once per API, and a batch of lists is merged
+    and split with ``len``. Anything else (a context parameter, a non-list input) takes BentoML's path."""
+    from bentoml._internal.context import server_context
+
+    built: dict[str, Callable[[Any], Any]] = {}
+    batch_infer = factory.batch_infer
+
+    def entry(name: str) -> Callable[[Any], Any]:
+        func = getattr(factory._service_instance, name).local
+
+        async def infer(batches: Sequence[list[Any]]) -> list[list[Any]]:
+            if factory.enable_metrics:  # BentoML's own batch-size histogram, as its path records it
+                factory.adaptive_batch_size_hist.labels(
+                    runner_name=factory.service.name, worker_index=server_context.worker_index,
+                    method_name=name, service_version=server_context.bento_version,
+                    service_name=server_context.bento_name,
+                ).observe(len(batches))  # fmt: skip
+            merged = [row for rows in batches for row in rows]
+            result = await func(merged)
+            ends = list(itertools.accumulate(len(rows) for rows in batches))
+            return [result[end - len(rows) : end] for end, rows in zip(ends, batches, strict=True)]
+
+        return factory.dispatchers[name](infer)  # type: ignore[no-any-return]
+
+    async def lean(name: str, input_args: tuple[Any, ...], input_kwargs: dict[str, Any]) -> Any:
+        method = factory.service.apis[name]
+        if input_args:
+            value = input_args[0] if len(input_args) == 1 and not input_kwargs else None
+        else:  # the API's one field by name, as BentoML's HTTP path passes it
+            value = next(iter(input_kwargs.values())) if len(input_kwargs) == 1 else None
+        if type(value) is not list or method.ctx_param is not None or not is_async(method.func):
+            return await batch_infer(name, input_args, input_kwargs)
+        if name not in built:
+            built[name] = entry(name)
+        return await built[name](value)
+
+    factory.batch_infer = lean
+    for dispatcher in factory.dispatchers.values():
+        dispatcher.get_batch_size = _rows(dispatcher.get_batch_size)
+
+
 def patch_dispatchers() -> None:
     """Wrap ``ServiceAppFactory.__init__`` once: each dispatcher it built gets what its API is marked with."""
     from _bentoml_impl.server import app
@@ -98,6 +157,7 @@ def patch_dispatchers() -> None:
     @functools.wraps(build)
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         build(self, *args, **kwargs)
+        _lean_batch_path(self)
         for name, dispatcher in self.dispatchers.items():
             func = self.service.apis[name].func
             if (count := getattr(func, BATCHES_IN_FLIGHT, 1)) > 1:

@@ -360,3 +360,59 @@ def test_a_marked_api_stops_holding_lone_requests_once_the_load_is_gone() -> Non
     found = _probe(LONE_AFTER_LOAD)
     assert found["plain"] > 10, found  # BentoML's own: the hold learned under load sustains itself
     assert found["marked"] < 3, found
+
+
+# Requests of 1-3 rows each through the app factory's batch_infer (as its HTTP path calls it: the one field
+# by name), into an API that records each merged batch (at most 8 rows: some requests are split across
+# two): which rows came back to which request, and how often was the API's callable built?
+LEAN_BATCHES = """
+import asyncio, json
+import bentoml
+from _bentoml_sdk.method import APIMethod
+from services.bentoml_adapter import fix_bentoml
+
+fix_bentoml()
+batches = []
+built = 0
+local_call = APIMethod._local_call
+
+def counted(self, instance):
+    global built
+    built += 1
+    return local_call(self, instance)
+
+APIMethod._local_call = counted
+
+@bentoml.service
+class Probe:
+    @bentoml.api(batchable=True, max_batch_size=8, max_latency_ms=60000)
+    async def double(self, xs: list[int]) -> list[int]:
+        batches.append(list(xs))
+        await asyncio.sleep(0.02)
+        return [x * 2 for x in xs]
+
+from _bentoml_impl.server.app import ServiceAppFactory
+Probe.inject_config()
+factory = ServiceAppFactory(Probe, is_main=True)
+factory._service_instance = Probe()
+requests = [list(range(10 * i, 10 * i + 1 + i % 3)) for i in range(30)]
+built = 0  # from here: what serving the requests builds
+
+async def main():
+    answers = await asyncio.gather(*(factory.batch_infer("double", (), {"xs": r}) for r in requests))
+    return [a == [x * 2 for x in r] for a, r in zip(answers, requests)]
+
+ok = asyncio.run(main())
+merged = sorted(x for b in batches for x in b) == sorted(x for r in requests for x in r)
+print(json.dumps({"all_own_rows": all(ok), "every_row_once": merged, "built": built,
+                  "largest_batch": max(map(len, batches)), "batches": len(batches),
+                  "rows_of": factory.dispatchers["double"].get_batch_size([1, 2, 3])}))
+"""
+
+
+def test_batched_requests_get_back_exactly_their_own_rows_through_the_lean_path() -> None:
+    found = _probe(LEAN_BATCHES)
+    assert found["all_own_rows"] and found["every_row_once"], found
+    assert found["largest_batch"] == 8 and found["batches"] < 30, found  # merged up to max_batch_size
+    assert found["built"] == 1, found  # once per API, not once per request as BentoML's own path
+    assert found["rows_of"] == 3
