@@ -24,21 +24,20 @@ for step in "$@"; do
         --client ours --zipf-distinct 120 --input-len 400 --output-len 128 --request-rates '' --concurrency 64 \
         --client-processes 1,4 --concurrency-prompts 600 --quiet-wait-s 1 \
         --out "$OUT/llm_zipf_gpu_h200_client_processes.json" ;;
-    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda), GPU-host defaults (2 classic workers, text 2
-      # batches in flight, embedding 2 batches in flight) beside the embedding batcher's single thread
+    classic)  # issue 16: classic models vs LitServe (MiniLM on cuda) and both no-op ceilings, GPU-host defaults (2
+      # classic workers, text 2 batches in flight, the embedding batcher's second batch only when a full one
+      # waits) beside dispatch_when_idle on
       python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
-        --variant embedding_in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
-        --name classic_vs_litserve_gpu_h200_dec02
-      cp benchmarks/results/classic_vs_litserve_gpu_h200_dec02.* "$OUT"/ 2>/dev/null ;;
-    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda; the defaults (2 batches in flight on a
-      # GPU) beside one batch in flight, batches of 128 and 2 workers (sharing cuda:0: one GPU to claim)
+        --variant dispatch_idle:INFSTACK_CLASSIC__DISPATCH_WHEN_IDLE=true \
+        --name classic_vs_litserve_gpu_h200_dec02_lean
+      cp benchmarks/results/classic_vs_litserve_gpu_h200_dec02_lean.* "$OUT"/ 2>/dev/null ;;
+    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda; the defaults (a second batch in flight
+      # only when a full one waits) beside one batch in flight
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
         --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 \
         --variant in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
-        --variant batch_128:INFSTACK_EMBEDDING__MAX_BATCH_SIZE=128 \
-        --variant workers_2:INFSTACK_EMBEDDING__WORKERS=2,INFSTACK_EMBEDDING__DEVICE=cuda:0 \
-        --out "$OUT/embedding_vs_infinity_gpu_h200_dec02.json" ;;
+        --out "$OUT/embedding_vs_infinity_gpu_h200_dec02_final.json" ;;
     models)
       python3 -m models.train_classic ;;
     gputests)
