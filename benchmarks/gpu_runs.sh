@@ -37,7 +37,14 @@ for step in "$@"; do
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
         --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 \
         --variant in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
+        --variant gil_0.5ms:INFSTACK_EMBEDDING__GIL_SWITCH_INTERVAL_MS=0.5 \
         --out "$OUT/embedding_vs_infinity_gpu_h200_dec02_final.json" ;;
+    classic_text)  # issue 16: ours only (no LitServe), both models at c=1/8, the embedding worker's GIL switch interval
+      python3 -m benchmarks classic_batching --duration 5 --attempts 1 --concurrency 1 8 \
+        --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
+        --variant gil_0.5ms:INFSTACK_EMBEDDING__GIL_SWITCH_INTERVAL_MS=0.5 \
+        --name classic_gil_switch_gpu_h200_dec02
+      cp benchmarks/results/classic_gil_switch_gpu_h200_dec02.* "$OUT"/ 2>/dev/null ;;
     models)
       python3 -m models.train_classic ;;
     gputests)

@@ -7,6 +7,7 @@ text batcher (services/embedding/batcher.py). New vectors are written by the sto
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import cast
 
@@ -83,6 +84,8 @@ class EmbeddingCache:
             CONFIG.max_latency_ms,
             CONFIG.effective_batches_in_flight(),
         )
+        if CONFIG.gil_switch_interval_ms is not None:
+            sys.setswitchinterval(CONFIG.gil_switch_interval_ms / 1000)
         self.max_padded_chars = CONFIG.padded_chars_per_pass()
         self.longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)  # where it truncates
 

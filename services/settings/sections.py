@@ -76,6 +76,13 @@ class EmbeddingSettings(Section):
         "while another's forward pass runs. None: 2 on a GPU, 1 on cpu (the model's threads already use "
         "the cores).",
     )
+    gil_switch_interval_ms: float | None = Field(
+        default=None,
+        gt=0,
+        description="The worker's sys.setswitchinterval: how long a model thread holding the GIL keeps the "
+        "event loop waiting. A forward pass of many small GPU kernels holds the GIL nearly throughout, so "
+        "requests arriving meanwhile wait up to this long for each step. None: Python's 5 ms.",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
