@@ -87,7 +87,7 @@ $(PEERS)/.installed: benchmarks/peers/requirements.txt
 
 bench-classic-peers: models-classic peers
 	$(PY) -m benchmarks.classic_batching --litserve-python $(PEERS)/bin/python --duration 8 \
-		--sweep-tabular-ms --sweep-text-ms --name classic_vs_litserve_cpu
+		--sweep-tabular-ms --sweep-text-ms --gateway --name classic_vs_litserve_cpu
 
 # infinity-emb 0.0.78 pins sentence-transformers < 4: its own environment, benchmark-only.
 INFINITY := .venv-infinity

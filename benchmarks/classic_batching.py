@@ -25,6 +25,10 @@ files (the booster; MiniLM + the text classifier), batched (64 rows / 10 ms) and
 with the same client and rows, and records ``litserve_ratio`` per model (our batched rows/s over
 LitServe's better mode). Each stack's no-op POST rate (its HTTP ceiling) is measured too, unless
 ``--no-ceilings``: benchmarks/classic_peers.py. The client side is benchmarks/classic_load.py.
+
+``--gateway`` also serves the whole Bento as a user does (``bentoml serve services.gateway.service:Gateway``:
+the LLM on its default model, the embedding cache, ClassicML) and measures the same routes at its public
+port as config ``gateway``: what a client of the product sees, one relay more than ClassicML alone.
 """
 
 from __future__ import annotations
@@ -46,12 +50,14 @@ from benchmarks.classic_peers import (
     versus_litserve,
 )
 from benchmarks.common import RESULTS_DIR, format_table, named_changes, run_metadata, write_result
+from models.ensure import ensure_all
 from models.train_classic import ensure_models
 from scripts.procs import BentoServer
 from services.settings import load_settings
 
 NAME = "classic_batching"
 TARGET = "services.classic.service:ClassicML"
+GATEWAY_TARGET = "services.gateway.service:Gateway"
 SPEEDUP_TARGET = 5.0
 OFF = {
     "INFSTACK_CLASSIC__BATCHING": "false",
@@ -62,14 +68,15 @@ OFF = {
 PACKAGES = ("bentoml", "xgboost", "scikit-learn", "torch", "sentence-transformers", "aiohttp", "numpy")
 
 
-def serve(name: str, workdir: Path, models: dict, env: dict[str, str]) -> BentoServer:
+def serve(name: str, workdir: Path, models: dict, env: dict[str, str], target: str = TARGET) -> BentoServer:
     base = {
         "INFSTACK_CACHE__DISK_PATH": str(workdir / name / "cache.sqlite3"),
         "INFSTACK_CLASSIC__TEXT_MODEL": str(models["text"].tag),
         "INFSTACK_CLASSIC__TABULAR_MODEL": str(models["tabular"].tag),
     }
     (workdir / name).mkdir(parents=True, exist_ok=True)
-    return BentoServer(TARGET, {**base, **env}, workdir / f"{name}.log").start()
+    # The gateway starts an LLM engine first (about 2 minutes for the tiny model on 2 cores).
+    return BentoServer(target, {**base, **env}, workdir / f"{name}.log").start(ready_timeout_s=600)
 
 
 def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
@@ -81,6 +88,8 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
     }
     for name, env in variants(args.variant).items():  # "on" with some settings changed
         servers[name] = serve(name, ctx["workdir"], ctx["models"], {**ctx["env"], **env})
+    if args.gateway:  # the product's public port: the same routes, relayed by the gateway to its ClassicML
+        servers["gateway"] = serve("gateway", ctx["workdir"], ctx["models"], ctx["env"], GATEWAY_TARGET)
     cells = []
     try:
         if args.litserve_python:  # the answers every LitServe peer must agree with, before any load
@@ -183,6 +192,11 @@ def main() -> None:
         "(e.g. in_flight_2:INFSTACK_CLASSIC__TEXT_BATCHES_IN_FLIGHT=2)",
     )
     parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="also measure the routes through the whole Bento's gateway (config 'gateway')",
+    )
+    parser.add_argument(
         "--ceilings",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -195,6 +209,8 @@ def main() -> None:
     defaults = served.classic
     bounds = {"tabular": defaults.tabular_max_latency_ms, "text": defaults.text_max_latency_ms}
     models = ensure_models()
+    if args.gateway:
+        ensure_all()  # the LLM the gateway's defaults serve (the tiny local model on a machine without one)
     with tempfile.TemporaryDirectory(prefix="classic-bench-") as tmp:
         # The LitServe text peer encodes on the device ours embeds on (cuda:N -> cuda:N, cpu -> cpu).
         ctx = {"workdir": Path(tmp), "models": models, "workload": Workload(), "env": extra_env,
@@ -212,6 +228,8 @@ def main() -> None:
     summary = summarize([c for c in cells if c["config"] in ("on", "off")], bounds)
     if args.variant:
         summary["variants"] = versus_on(cells, list(variants(args.variant)))
+    if args.gateway:
+        summary["gateway"] = versus_on(cells, ["gateway"]).get("gateway", {})
     if args.ceilings:
         summary["noop_ceilings"] = noop_ceilings(cells)
     if args.litserve_python:

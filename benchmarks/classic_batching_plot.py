@@ -24,7 +24,8 @@ def plot(path: Path, cells: list[dict], sweep: list[dict], bounds: dict[str, int
             axes[0].plot(xs, [c["rows_per_s"] for c in own], style, color="gray", label=label)
             axes[1].plot(xs, [c["latency_ms"]["p99"] for c in own], style, color="gray", label=label)
     for model in APIS:
-        for config, style in (("on", "-o"), ("off", "--s"), ("litserve-on", "-^"), ("litserve-off", ":v")):
+        for config, style in (("on", "-o"), ("off", "--s"), ("gateway", "-.D"), ("litserve-on", "-^"),
+                              ("litserve-off", ":v")):  # fmt: skip
             own = [c for c in cells if c["model"] == model and c["config"] == config]
             if not own:
                 continue
@@ -32,6 +33,8 @@ def plot(path: Path, cells: list[dict], sweep: list[dict], bounds: dict[str, int
             label = (
                 f"{model}, LitServe batching {config[9:]}"
                 if config.startswith("litserve")
+                else f"{model}, through the gateway (public port)"
+                if config == "gateway"
                 else f"{model}, batching {config}"
             )
             color = peer_colors[model] if config.startswith("litserve") else colors[model]

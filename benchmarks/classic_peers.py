@@ -142,6 +142,13 @@ def versus_litserve(cells: list[dict]) -> dict[str, Any]:
                 "ours_of_noop": _of(ours["rows_per_s"], _at(cells, "noop", "noop", concurrency)),
                 "litserve_of_noop": _of(best["rows_per_s"], _at(cells, "litserve-noop", "noop", concurrency)),
             }  # fmt: skip
+            if gateway := _at(cells, "gateway", model, concurrency):  # the same, at the Bento's public port
+                out[model][f"concurrency={concurrency}"].update(
+                    gateway_rows_per_s=gateway["rows_per_s"],
+                    gateway_litserve_ratio=round(gateway["rows_per_s"] / best["rows_per_s"], 3),
+                    gateway_p99_ms=(gateway["latency_ms"] or {}).get("p99"),
+                    gateway_503=gateway["statuses"].get("503", 0),
+                )
     return out
 
 

@@ -38,7 +38,7 @@ def peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 rows.append([f"`{name}`", machine(data), model, load, _num(v["ours_rows_per_s"]),
                              f"{_num(v['litserve_rows_per_s'])} ({v['litserve_mode']})", f"**{v['litserve_ratio']:.2f}x**",
                              f"{_num(v['ours_p99_ms'])} / {_num(v['litserve_p99_ms'])}", str(v["ours_503"]),
-                             f"{_pct(v.get('ours_of_noop'))} / {_pct(v.get('litserve_of_noop'))}"])  # fmt: skip
+                             f"{_pct(v.get('ours_of_noop'))} / {_pct(v.get('litserve_of_noop'))}", _gateway(v)])  # fmt: skip
         noop = summary.get("noop_ceilings") or {}
         target = noop.get("target") or {}
         for load, v in noop.items():
@@ -51,7 +51,8 @@ def peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                              _num(v.get("litserve_rows_per_s")),
                              f"{_num(v.get('ours_p99_ms'))} / {_num(v.get('litserve_p99_ms'))}", verdict])  # fmt: skip
     head = ["file", "machine", "model", "load", "ours rows/s (batched)", "LitServe rows/s (better mode)",
-            "litserve_ratio", "p99 ms ours / LitServe", "our 503s", "of own no-op ceiling ours / LitServe"]  # fmt: skip
+            "litserve_ratio", "p99 ms ours / LitServe", "our 503s", "of own no-op ceiling ours / LitServe",
+            "through the gateway: rows/s, litserve_ratio, p99 ms"]  # fmt: skip
     out = ["## 4b. Classic ML vs LitServe, same stored models (`make bench-classic-peers`)", "",
            *table(head, rows), ""]  # fmt: skip
     if ceilings:
@@ -61,6 +62,13 @@ def peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
                 "benchmarks/noop_service.py on ClassicML's process model; LitServe: a LitAPI that returns "
                 "its input), same client and concurrency.", "", *table(head, ceilings), ""]  # fmt: skip
     return out
+
+
+def _gateway(v: dict[str, Any]) -> str:
+    """The same cell at the whole Bento's public port (``--gateway``), where the run measured it."""
+    if "gateway_rows_per_s" not in v:
+        return "-"
+    return f"{_num(v['gateway_rows_per_s'])}, **{v['gateway_litserve_ratio']:.2f}x**, {_num(v['gateway_p99_ms'])}"
 
 
 def _by_model(versus: dict[str, Any]) -> dict[str, dict[str, Any]]:
