@@ -53,14 +53,14 @@ def test_overhead_roofline_and_soak_rows() -> None:
 def test_litserve_rows_per_model_carry_each_stacks_share_of_its_own_no_op_ceiling() -> None:
     report = build(FIXTURE)
     text = row(report, "classic_peers_cpu.json", "| text |", "concurrency=64")
-    assert "**0.50x**" in text and "130.0 (litserve-on)" in text and text.endswith("| 2 | 8% / 14% |")
+    assert "**0.50x**" in text and "130.0 (litserve-on)" in text and text.endswith("| 2 | 8% / 14% | - |")
     tabular = row(report, "classic_peers_cpu.json", "| tabular |", "concurrency=64")
-    assert tabular.endswith("| 74% / 67% |")
+    assert tabular.endswith("| 74% / 67% | 450.0, **0.75x**, 310.0 |")  # the same cell at the public port
     ceiling = row(report, "classic_peers_cpu.json", "800.0")  # the no-op table, judged at the top load
     assert "900.0" in ceiling and "120.0 / 95.0" in ceiling and ceiling.endswith("| 74%: **no** |")
     assert row(report, "classic_peers_cpu.json", "520.0").endswith("| - |")  # judged at concurrency 64 only
     old = row(report, "classic_vs_litserve_cpu.json", "concurrency=64")  # written before the text peer
-    assert "| tabular |" in old and old.endswith("| - / - |")
+    assert "| tabular |" in old and old.endswith("| - / - | - |")
 
 
 def test_the_command_writes_the_report_and_skips_what_is_not_a_result(tmp_path: Path) -> None:
