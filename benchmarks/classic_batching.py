@@ -50,6 +50,7 @@ from benchmarks.classic_peers import (
     versus_litserve,
 )
 from benchmarks.common import (
+    GATEWAY_READY_TIMEOUT_S,
     GATEWAY_TARGET,
     RESULTS_DIR,
     format_table,
@@ -74,15 +75,23 @@ OFF = {
 PACKAGES = ("bentoml", "xgboost", "scikit-learn", "torch", "sentence-transformers", "aiohttp", "numpy")
 
 
-def serve(name: str, workdir: Path, models: dict, env: dict[str, str], target: str = TARGET) -> BentoServer:
+def serve(
+    name: str,
+    workdir: Path,
+    models: dict,
+    env: dict[str, str],
+    target: str = TARGET,
+    ready_timeout_s: float = 180,
+) -> BentoServer:
     base = {
         "INFSTACK_CACHE__DISK_PATH": str(workdir / name / "cache.sqlite3"),
         "INFSTACK_CLASSIC__TEXT_MODEL": str(models["text"].tag),
         "INFSTACK_CLASSIC__TABULAR_MODEL": str(models["tabular"].tag),
     }
     (workdir / name).mkdir(parents=True, exist_ok=True)
-    # The gateway starts an LLM engine first (about 2 minutes for the tiny model on 2 cores).
-    return BentoServer(target, {**base, **env}, workdir / f"{name}.log").start(ready_timeout_s=600)
+    return BentoServer(
+        target, {**base, **env}, workdir / f"{name}.log", ready_timeout_s=ready_timeout_s
+    ).start()
 
 
 def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
@@ -95,7 +104,9 @@ def run_on_off(args: argparse.Namespace, ctx: dict) -> list[dict[str, Any]]:
     for name, env in variants(args.variant).items():  # "on" with some settings changed
         servers[name] = serve(name, ctx["workdir"], ctx["models"], {**ctx["env"], **env})
     if args.gateway:  # the product's public port: the same routes, relayed by the gateway to its ClassicML
-        servers["gateway"] = serve("gateway", ctx["workdir"], ctx["models"], ctx["env"], GATEWAY_TARGET)
+        servers["gateway"] = serve(
+            "gateway", ctx["workdir"], ctx["models"], ctx["env"], GATEWAY_TARGET, GATEWAY_READY_TIMEOUT_S
+        )
     cells = []
     try:
         if args.litserve_python:  # the answers every LitServe peer must agree with, before any load

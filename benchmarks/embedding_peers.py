@@ -33,6 +33,7 @@ import aiohttp
 import numpy as np
 
 from benchmarks.common import (
+    GATEWAY_READY_TIMEOUT_S,
     GATEWAY_TARGET,
     RESULTS_DIR,
     CpuMeter,
@@ -160,18 +161,17 @@ def infinity_server(python: str, model_dir: str, log_path: Path, device: str) ->
 
 
 def ours_server(
-    workdir: Path, device: str, name: str = "ours", settings: dict[str, str] | None = None
+    workdir: Path,
+    device: str,
+    name: str = "ours",
+    settings: dict[str, str] | None = None,
+    target: str = "services.embedding.service:EmbeddingCache",
+    ready_timeout_s: float = 180,
 ) -> BentoServer:
+    """A server of ours with a fresh disk cache: the embedding service, or (``target``) the whole Bento."""
     env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / f"{name}.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
            "INFSTACK_EMBEDDING__DEVICE": device, **(settings or {})}  # fmt: skip
-    return BentoServer("services.embedding.service:EmbeddingCache", env, workdir / f"{name}.log")
-
-
-def gateway_server(workdir: Path, device: str) -> BentoServer:
-    """The whole Bento, its embedding cache on ``device`` with a fresh disk cache; the LLM engine starts first."""
-    env = {"INFSTACK_CACHE__DISK_PATH": str(workdir / "gateway.sqlite3"), "INFSTACK_CACHE__BACKEND": "disk",
-           "INFSTACK_EMBEDDING__DEVICE": device}  # fmt: skip
-    return BentoServer(GATEWAY_TARGET, env, workdir / "gateway.log", ready_timeout_s=600)
+    return BentoServer(target, env, workdir / f"{name}.log", ready_timeout_s=ready_timeout_s)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         from models.ensure import ensure_all
 
         ensure_all()  # the LLM the gateway's defaults serve (the tiny local model on a machine without one)
-        servers["ours:gateway"] = gateway_server(workdir, args.device)
+        servers["ours:gateway"] = ours_server(
+            workdir, args.device, "gateway", target=GATEWAY_TARGET, ready_timeout_s=GATEWAY_READY_TIMEOUT_S
+        )
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
     check: dict[str, Any] = {}
     started = time.monotonic()

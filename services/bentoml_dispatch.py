@@ -107,10 +107,13 @@ def _lean_batch_path(factory: Any) -> None:
     and split with ``len``. Anything else (a context parameter, a non-list input) takes BentoML's path."""
     from bentoml._internal.context import server_context
 
-    built: dict[str, Callable[[Any], Any]] = {}
+    built: dict[str, Callable[[Any], Any] | None] = {}  # per API: its entry, or None for BentoML's path
     batch_infer = factory.batch_infer
 
-    def entry(name: str) -> Callable[[Any], Any]:
+    def entry(name: str) -> Callable[[Any], Any] | None:
+        method = factory.service.apis[name]
+        if method.ctx_param is not None or not is_async(method.func):
+            return None
         func = getattr(factory._service_instance, name).local
 
         async def infer(batches: Sequence[list[Any]]) -> list[list[Any]]:
@@ -128,16 +131,15 @@ def _lean_batch_path(factory: Any) -> None:
         return factory.dispatchers[name](infer)  # type: ignore[no-any-return]
 
     async def lean(name: str, input_args: tuple[Any, ...], input_kwargs: dict[str, Any]) -> Any:
-        method = factory.service.apis[name]
+        if name not in built:
+            built[name] = entry(name)
         if input_args:
             value = input_args[0] if len(input_args) == 1 and not input_kwargs else None
         else:  # the API's one field by name, as BentoML's HTTP path passes it
             value = next(iter(input_kwargs.values())) if len(input_kwargs) == 1 else None
-        if type(value) is not list or method.ctx_param is not None or not is_async(method.func):
+        if (call := built[name]) is None or type(value) is not list:
             return await batch_infer(name, input_args, input_kwargs)
-        if name not in built:
-            built[name] = entry(name)
-        return await built[name](value)
+        return await call(value)
 
     factory.batch_infer = lean
     for dispatcher in factory.dispatchers.values():
