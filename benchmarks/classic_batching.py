@@ -51,7 +51,6 @@ from benchmarks.classic_peers import (
 )
 from benchmarks.common import (
     GATEWAY_READY_TIMEOUT_S,
-    GATEWAY_TARGET,
     RESULTS_DIR,
     format_table,
     named_changes,
@@ -60,11 +59,11 @@ from benchmarks.common import (
 )
 from models.ensure import ensure_all
 from models.train_classic import ensure_models
+from scripts.deployments import CLASSIC_TARGET, GATEWAY_TARGET
 from scripts.procs import BentoServer
 from services.settings import load_settings
 
 NAME = "classic_batching"
-TARGET = "services.classic.service:ClassicML"
 SPEEDUP_TARGET = 5.0
 OFF = {
     "INFSTACK_CLASSIC__BATCHING": "false",
@@ -80,7 +79,7 @@ def serve(
     workdir: Path,
     models: dict,
     env: dict[str, str],
-    target: str = TARGET,
+    target: str = CLASSIC_TARGET,
     ready_timeout_s: float = 180,
 ) -> BentoServer:
     base = {

@@ -28,7 +28,6 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-GATEWAY_TARGET = "services.gateway.service:Gateway"  # the whole Bento: its public port
 GATEWAY_READY_TIMEOUT_S = 600  # it starts an LLM engine first (about 2 minutes for the tiny model on 2 cores)
 
 T = TypeVar("T")

