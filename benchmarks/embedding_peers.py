@@ -80,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "defaults (e.g. in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1)")  # fmt: skip
     p.add_argument("--gateway", action="store_true",
                    help="also measure the same requests at the whole Bento's public port (variant 'gateway')")  # fmt: skip
+    p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="settings of the gateway's server only, e.g. INFSTACK_EMBEDDING__DEVICE=cuda:0 on a one-GPU "
+                   "host, where the LLM service takes the GPU BentoML's allocator hands out")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -190,8 +193,9 @@ def main(argv: list[str] | None = None) -> None:
 
         ensure_all()  # the LLM the gateway's defaults serve (the tiny local model on a machine without one)
         servers["ours:gateway"] = ours_server(
-            workdir, args.device, "gateway", target=GATEWAY_TARGET, ready_timeout_s=GATEWAY_READY_TIMEOUT_S
-        )
+            workdir, args.device, "gateway", dict(e.split("=", 1) for e in args.gateway_env),
+            target=GATEWAY_TARGET, ready_timeout_s=GATEWAY_READY_TIMEOUT_S,
+        )  # fmt: skip
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in servers}
     check: dict[str, Any] = {}
     started = time.monotonic()

@@ -4,8 +4,8 @@
 #
 #   OUT=/some/dir bash benchmarks/gpu_runs.sh zipf classic embedding gputests
 #
-# Issue 16's steps (classic, embedding) need no vLLM: bentoml, LitServe, xgboost and the packaged MiniLM in
-# python3, infinity-emb in its own prefix ($INFINITY_PYTHON); `models` trains the classic models there.
+# Issue 16's steps (classic, embedding): bentoml, LitServe, xgboost, the packaged MiniLM and vLLM (the gateway's
+# tiny LLM) in python3, infinity-emb in its own prefix ($INFINITY_PYTHON); `models` trains the classic models there.
 # The GPU image's jax is built for numpy 2: infinity's prefix (numpy 1.26, transformers 4.57,
 # sentence-transformers 3.4.1) imports only with USE_FLAX=0 USE_JAX=0 USE_TF=0 set by $INFINITY_PYTHON, e.g.
 #   printf '#!/bin/sh\nUSE_FLAX=0 USE_JAX=0 USE_TF=0 PYTHONPATH=/tmp/infsite exec python3 "$@"\n' > /tmp/infpy
@@ -26,27 +26,27 @@ for step in "$@"; do
         --out "$OUT/llm_zipf_gpu_h200_client_processes.json" ;;
     classic)  # issue 16: classic models vs LitServe (MiniLM on cuda) and both no-op ceilings, GPU-host defaults (2
       # classic workers, text 2 batches in flight, the embedding batcher's second batch only when a full one
-      # waits) beside dispatch_when_idle on
+      # waits), and the same routes at the whole Bento's public port: on one GPU the embedding model shares GPU 0
+      # with the tiny LLM (cuda:0; the LLM is not what is measured here, so eager and a small memory share)
       python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
-        --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
-        --variant dispatch_idle:INFSTACK_CLASSIC__DISPATCH_WHEN_IDLE=true \
-        --name classic_vs_litserve_gpu_h200_dec02_lean
-      cp benchmarks/results/classic_vs_litserve_gpu_h200_dec02_lean.* "$OUT"/ 2>/dev/null ;;
-    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda; the defaults (a second batch in flight
-      # only when a full one waits) beside one batch in flight
+        --sweep-tabular-ms --sweep-text-ms --gateway --env INFSTACK_EMBEDDING__DEVICE=cuda:0 \
+        --env INFSTACK_LLM__ENFORCE_EAGER=true --env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
+        --name classic_vs_litserve_gpu_h200_dec02_gateway
+      cp benchmarks/results/classic_vs_litserve_gpu_h200_dec02_gateway.* "$OUT"/ 2>/dev/null ;;
+    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda, and at the whole Bento's public port
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
-        --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 \
-        --variant in_flight_1:INFSTACK_EMBEDDING__BATCHES_IN_FLIGHT=1 \
-        --variant gil_0.5ms:INFSTACK_EMBEDDING__GIL_SWITCH_INTERVAL_MS=0.5 \
-        --out "$OUT/embedding_vs_infinity_gpu_h200_dec02_final.json" ;;
+        --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 --gateway \
+        --gateway-env INFSTACK_EMBEDDING__DEVICE=cuda:0 --gateway-env INFSTACK_LLM__ENFORCE_EAGER=true \
+        --gateway-env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
+        --out "$OUT/embedding_vs_infinity_gpu_h200_dec02_gateway.json" ;;
     classic_text)  # issue 16: ours only (no LitServe), both models at c=1/8, the embedding worker's GIL switch interval
       python3 -m benchmarks classic_batching --duration 5 --attempts 1 --concurrency 1 8 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
         --variant gil_0.5ms:INFSTACK_EMBEDDING__GIL_SWITCH_INTERVAL_MS=0.5 \
         --name classic_gil_switch_gpu_h200_dec02
       cp benchmarks/results/classic_gil_switch_gpu_h200_dec02.* "$OUT"/ 2>/dev/null ;;
-    models)
-      python3 -m models.train_classic ;;
+    models)  # the classic models and the tiny LLM the gateway's defaults serve
+      python3 -m models.ensure ;;
     gputests)
       python3 -m pytest tests/gpu -m gpu -p no:cacheprovider -q 2>&1 | tail -30 ;;
     *) echo "unknown step $step"; status=2 ;;

@@ -21,7 +21,7 @@ from services.embedding.openai_api import ROUTE as EMBEDDINGS_ROUTE
 from services.llm.backends import LLMBackend
 from services.llm.routes import llm_routes
 from services.relay import Upstream, UpstreamUnavailable, forward
-from services.wire import openai_error
+from services.wire import dependency_failed, openai_error
 
 
 class Dependencies(Protocol):
@@ -104,3 +104,29 @@ async def probe(
         return name, {"ready": True, **(detail if isinstance(detail, dict) else {})}
     except Exception as exc:
         return name, {"ready": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+class RelayToOwner:
+    """``POST`` to a typed API that the gateway only passes on (each classic model's route, ``/embed``):
+    relayed as bytes to the service that owns it, which validates it with the same input type and answers
+    the same 4xx. Validated at the gateway too, every body was parsed, checked and serialised again in the
+    gateway's one worker before the owner did the same: one-row tabular requests through the gateway went
+    245 -> 327 rows/s at 8 clients and 461 -> 571 at 64 with this relay (two gateways side by side, 2-core
+    CPU). The typed APIs stay declared on the gateway, as the contract its OpenAPI document and the BentoML
+    client read; their bodies relay too, for a request this middleware does not take."""
+
+    def __init__(self, app: Any, get_service: Callable[[], Any], owners: dict[str, tuple[str, str]]) -> None:
+        self.app = app
+        self.get_service = get_service
+        self.owners = owners  # path -> (the service's upstream attribute, the dependency's name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        owner = self.owners.get(scope["path"]) if scope["type"] == "http" else None
+        if owner is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        attribute, dependency = owner
+        upstream = getattr(self.get_service(), attribute)
+        request = Request(scope, receive)
+        response = await forward(upstream, request, scope["path"], lambda _: dependency_failed(dependency))
+        await response(scope, receive, send)

@@ -38,7 +38,7 @@ from services.embedding.schemas import Texts as EmbedTexts
 from services.embedding.service import EmbeddingCache
 from services.gateway.front_door import Admission, ApiKeys, BodyLimit, read_keys
 from services.gateway.openapi import merged_document
-from services.gateway.routes import MetricsFromLLMService, create_app, probe
+from services.gateway.routes import MetricsFromLLMService, RelayToOwner, create_app, probe
 from services.gc_tuning import settle_gc_on_start
 from services.llm.backends import (
     EngineBackend,
@@ -121,7 +121,8 @@ class Gateway:
     async def embed(
         self, texts: EmbedTexts, normalize: bool = False, encoding_format: EncodingFormat = "float"
     ) -> EmbedResponse:
-        """Cached sentence embeddings (the embedding-cache service's answer, relayed as it gave it)."""
+        """Cached sentence embeddings (the embedding-cache service's answer, relayed as it gave it; over HTTP,
+        RelayToOwner relays it as bytes before this runs)."""
         payload = {"texts": texts, "normalize": normalize, "encoding_format": encoding_format}
         headers = [*_JSON, *forwarded_request_id().items()]
         return await relay(  # type: ignore[return-value]
@@ -130,8 +131,8 @@ class Gateway:
         )  # fmt: skip
 
     async def forward_classic(self, spec: ModelSpec, rows: Any) -> Any:
-        """The classic service's answer as it gave it (validated here already, with the same input type):
-        its status, body and headers, so a shed request stays a 503 that names the batching bound."""
+        """The classic service's answer as it gave it: its status, body and headers, so a shed request stays a
+        503 that names the batching bound. Over HTTP, RelayToOwner relays these routes before this runs."""
         body = json.dumps({spec.field: rows}).encode()
         headers = [*_JSON, *forwarded_request_id().items()]
         return await relay(
@@ -191,6 +192,13 @@ add_middleware(
     MetricsFromLLMService,
     get_service=_service,
     one_host=lambda backend: isinstance(backend, EngineBackend),
+)
+add_middleware(  # innermost of ours: the front door has admitted the request
+    Gateway,
+    RelayToOwner,
+    get_service=_service,
+    owners={"/embed": ("embedding_upstream", "embedding_cache")}
+    | {model.SPEC.route: ("classic_upstream", "classic_ml") for model in CLASSIC_MODELS},
 )
 
 
