@@ -61,7 +61,10 @@ def corpus_texts() -> tuple[str, ...]:
     zen = next(n.value.value for n in this_tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "s")
     texts = [codecs.decode(zen, "rot13")]
     for rel in CORPUS_MODULES:
-        tree = ast.parse((stdlib / rel).read_text(encoding="utf-8"))
+        path = stdlib / rel
+        if not path.exists():  # a module that became a package (zipfile in Python 3.12)
+            path = stdlib / rel.removesuffix(".py") / "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
                 doc = ast.get_docstring(node, clean=True)
