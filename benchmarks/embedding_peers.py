@@ -283,9 +283,16 @@ def _plot(path: Path, summary: dict[str, Any]) -> None:
 
     keys = list(summary)
     x = np.arange(len(keys))
+    series = {"ours (cache misses)": [summary[k]["ours"]["texts_per_s"] for k in keys],
+              "infinity-emb": [summary[k]["infinity"]["texts_per_s"] for k in keys]}  # fmt: skip
+    for name in (
+        (summary[keys[0]].get("variants") or {}) if keys else ()
+    ):  # ours with other settings, the gateway
+        series[f"ours: {name}"] = [summary[k]["variants"][name]["texts_per_s"] for k in keys]
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar(x - 0.2, [summary[k]["ours"]["texts_per_s"] for k in keys], 0.4, label="ours (cache misses)")
-    ax.bar(x + 0.2, [summary[k]["infinity"]["texts_per_s"] for k in keys], 0.4, label="infinity-emb")
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(x - 0.4 + width * (i + 0.5), values, width, label=label)
     ax.set_xticks(x, keys)
     ax.set_xlabel("texts per request x clients")
     ax.set_ylabel("texts/s")

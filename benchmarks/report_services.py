@@ -92,11 +92,20 @@ def embedding_peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[s
             ours, peer = s["ours"], s["infinity"]
             rows.append([f"`{name}`", machine(data), cell, _num(ours["texts_per_s"]), _num(peer["texts_per_s"]),
                          f"**{s['infinity_ratio']:.2f}x**", f"{_num(ours['p99_ms'])} / {_num(peer['p99_ms'])}",
-                         f"{ours['refused']} / {peer['refused']}"])  # fmt: skip
+                         f"{ours['refused']} / {peer['refused']}", _embedding_gateway(s)])  # fmt: skip
     head = ["file", "machine", "texts per request x clients", "ours texts/s", "infinity-emb texts/s",
-            "infinity_ratio", "p99 ms ours / infinity", "refused ours / infinity"]  # fmt: skip
+            "infinity_ratio", "p99 ms ours / infinity", "refused ours / infinity",
+            "through the gateway: texts/s, infinity_ratio, p99 ms"]  # fmt: skip
     return ["## 5c. Embedding misses vs infinity-emb, same model (`make bench-embedding-peers`)", "",
             *table(head, rows), ""]  # fmt: skip
+
+
+def _embedding_gateway(cell: dict[str, Any]) -> str:
+    """The same cell at the whole Bento's public port (``--gateway``), where the run measured it."""
+    v = (cell.get("variants") or {}).get("gateway")
+    if not v:
+        return "-"
+    return f"{_num(v['texts_per_s'])}, **{v['infinity_ratio']:.2f}x**, {_num(v['p99_ms'])}"
 
 
 def embedding_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -63,6 +63,14 @@ def test_litserve_rows_per_model_carry_each_stacks_share_of_its_own_no_op_ceilin
     assert "| tabular |" in old and old.endswith("| - / - | - |")
 
 
+def test_embedding_peer_rows_carry_the_public_port_where_the_run_measured_it() -> None:
+    report = build(FIXTURE)
+    with_gateway = row(report, "embedding_peers_gpu.json", "| 1x8 |")
+    assert "**2.12x**" in with_gateway and "1x NVIDIA H200" in with_gateway
+    assert with_gateway.endswith("| 0 / 0 | 454.0, **2.34x**, 22.9 |")
+    assert row(report, "embedding_peers_gpu.json", "| 32x32 |").endswith("| 0 / 0 | - |")
+
+
 def test_the_command_writes_the_report_and_skips_what_is_not_a_result(tmp_path: Path) -> None:
     out = tmp_path / "REPORT.md"
     main(["--results", str(FIXTURE), "--out", str(out)])
