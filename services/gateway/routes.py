@@ -2,7 +2,8 @@
 
 The LLM routes are services/llm/routes.py, the same ones the LLM service serves, over the gateway's LLM
 backend (straight to the engine on this host, else through the LLM service). ``/v1/embeddings`` is
-relayed as bytes to the embedding-cache service.
+relayed as bytes to the embedding-cache service, and so are the typed routes the gateway only passes on
+(``RelayToOwner``).
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ class RelayToOwner:
     the same 4xx. Validated at the gateway too, every body was parsed, checked and serialised again in the
     gateway's one worker before the owner did the same: one-row tabular requests through the gateway went
     245 -> 327 rows/s at 8 clients and 461 -> 571 at 64 with this relay (two gateways side by side, 2-core
-    CPU; benchmarks/results/README.md, "typed routes relayed as bytes"). The typed APIs stay declared on the gateway, as the contract its OpenAPI document and the BentoML
-    client read; their bodies relay too, for a request this middleware does not take."""
+    CPU; benchmarks/results/README.md, "typed routes relayed as bytes"). The typed APIs stay declared on
+    the gateway, as the contract its OpenAPI document and the BentoML client read; their bodies relay too,
+    for a request this middleware does not take."""
 
     def __init__(self, app: Any, get_service: Callable[[], Any], owners: dict[str, tuple[str, str]]) -> None:
         self.app = app
