@@ -114,8 +114,8 @@ class RelayToOwner:
     gateway's one worker before the owner did the same: one-row tabular requests through the gateway went
     245 -> 327 rows/s at 8 clients and 461 -> 571 at 64 with this relay (two gateways side by side, 2-core
     CPU; benchmarks/results/README.md, "typed routes relayed as bytes"). The typed APIs stay declared on
-    the gateway, as the contract its OpenAPI document and the BentoML client read; their bodies relay too,
-    for a request this middleware does not take."""
+    the gateway, as the contract its OpenAPI document and the BentoML client read; their bodies never run.
+    """
 
     def __init__(self, app: Any, get_service: Callable[[], Any], owners: dict[str, tuple[str, str]]) -> None:
         self.app = app

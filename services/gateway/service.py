@@ -14,7 +14,6 @@ engine is another pod's loopback port, so the gateway goes through the LLM servi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -50,16 +49,14 @@ from services.llm.backends import (
 from services.llm.generate import generate
 from services.llm.service import LLM
 from services.metrics_exposition import merged, scrape
-from services.relay import Upstream, UpstreamUnavailable, dependency_upstream, relay
-from services.request_id import forwarded_request_id, with_request_ids
+from services.relay import Upstream, UpstreamUnavailable, dependency_upstream
+from services.request_id import with_request_ids
 from services.settings import Settings, get_settings
-from services.wire import dependency_failed
 
 fix_bentoml()
 SETTINGS = get_settings()
 CONFIG = SETTINGS.gateway
 log = logging.getLogger(__name__)
-_JSON = [("content-type", "application/json")]
 
 
 def _service() -> Gateway:
@@ -121,35 +118,22 @@ class Gateway:
     async def embed(
         self, texts: EmbedTexts, normalize: bool = False, encoding_format: EncodingFormat = "float"
     ) -> EmbedResponse:
-        """Cached sentence embeddings (the embedding-cache service's answer, relayed as it gave it; over HTTP,
-        RelayToOwner relays it as bytes before this runs)."""
-        payload = {"texts": texts, "normalize": normalize, "encoding_format": encoding_format}
-        headers = [*_JSON, *forwarded_request_id().items()]
-        return await relay(  # type: ignore[return-value]
-            self.embedding_upstream, "POST", "/embed", json.dumps(payload).encode(), headers,
-            lambda _: dependency_failed("embedding_cache"),
-        )  # fmt: skip
-
-    async def forward_classic(self, spec: ModelSpec, rows: Any) -> Any:
-        """The classic service's answer as it gave it: its status, body and headers, so a shed request stays a
-        503 that names the batching bound. Over HTTP, RelayToOwner relays these routes before this runs."""
-        body = json.dumps({spec.field: rows}).encode()
-        headers = [*_JSON, *forwarded_request_id().items()]
-        return await relay(
-            self.classic_upstream,
-            "POST",
-            spec.route,
-            body,
-            headers,
-            lambda _: dependency_failed("classic_ml"),
-        )
+        """Cached sentence embeddings: the embedding-cache service's answer, as it gave it."""
+        raise _relayed("/embed")
 
     generate = bentoml.api(generate)  # services/llm/generate.py, shared with the LLM service
 
 
+def _relayed(route: str) -> RuntimeError:
+    """The typed APIs that only pass requests on are declared here for their contract (``/docs.json``, the
+    BentoML client), but RelayToOwner answers every POST to them as bytes before BentoML reaches their
+    body: the owner validates, sheds (a 503 naming its bound) and answers."""
+    return RuntimeError(f"POST {route} is answered by RelayToOwner, which is not installed")
+
+
 def _classic_api(spec: ModelSpec) -> Any:
     async def forward(self: Gateway, rows: Any) -> Any:
-        return await self.forward_classic(spec, rows)
+        raise _relayed(spec.route)
 
     return bentoml.api(typed_api(spec, INPUT_TYPES[spec.kind], list[Prediction], forward))
 
