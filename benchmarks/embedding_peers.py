@@ -285,9 +285,10 @@ def _plot(path: Path, summary: dict[str, Any]) -> None:
     x = np.arange(len(keys))
     series = {"ours (cache misses)": [summary[k]["ours"]["texts_per_s"] for k in keys],
               "infinity-emb": [summary[k]["infinity"]["texts_per_s"] for k in keys]}  # fmt: skip
-    for name in (
-        (summary[keys[0]].get("variants") or {}) if keys else ()
-    ):  # ours with other settings, the gateway
+    variants = (
+        (summary[keys[0]].get("variants") or {}) if keys else {}
+    )  # ours with other settings, the gateway
+    for name in variants:
         series[f"ours: {name}"] = [summary[k]["variants"][name]["texts_per_s"] for k in keys]
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(8, 4))

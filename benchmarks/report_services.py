@@ -68,7 +68,11 @@ def _gateway(v: dict[str, Any]) -> str:
     """The same cell at the whole Bento's public port (``--gateway``), where the run measured it."""
     if "gateway_rows_per_s" not in v:
         return "-"
-    return f"{_num(v['gateway_rows_per_s'])}, **{v['gateway_litserve_ratio']:.2f}x**, {_num(v['gateway_p99_ms'])}"
+    return _at_public_port(v["gateway_rows_per_s"], v["gateway_litserve_ratio"], v["gateway_p99_ms"])
+
+
+def _at_public_port(rate: float, ratio: float, p99_ms: float | None) -> str:
+    return f"{_num(rate)}, **{ratio:.2f}x**, {_num(p99_ms)}"
 
 
 def _by_model(versus: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -103,9 +107,7 @@ def embedding_peers_section(results: list[tuple[str, dict[str, Any]]]) -> list[s
 def _embedding_gateway(cell: dict[str, Any]) -> str:
     """The same cell at the whole Bento's public port (``--gateway``), where the run measured it."""
     v = (cell.get("variants") or {}).get("gateway")
-    if not v:
-        return "-"
-    return f"{_num(v['texts_per_s'])}, **{v['infinity_ratio']:.2f}x**, {_num(v['p99_ms'])}"
+    return _at_public_port(v["texts_per_s"], v["infinity_ratio"], v["p99_ms"]) if v else "-"
 
 
 def embedding_section(results: list[tuple[str, dict[str, Any]]]) -> list[str]:
