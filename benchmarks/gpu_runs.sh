@@ -15,6 +15,7 @@
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 TAG=${TAG:-dec06}  # the date in the classic and embedding result names (dec02: the first files of those steps)
+GPU=${GPU:-h200}  # the card in those names: h200, h100
 mkdir -p "$OUT"
 status=0
 for step in "$@"; do
@@ -32,14 +33,14 @@ for step in "$@"; do
       python3 -m benchmarks classic_batching --litserve-python python3 --duration 5 --attempts 1 \
         --sweep-tabular-ms --sweep-text-ms --gateway --env INFSTACK_EMBEDDING__DEVICE=cuda:0 \
         --env INFSTACK_LLM__ENFORCE_EAGER=true --env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
-        --name "classic_vs_litserve_gpu_h200_${TAG}_gateway"
-      cp benchmarks/results/classic_vs_litserve_gpu_h200_"${TAG}"_gateway.* "$OUT"/ 2>/dev/null ;;
+        --name "classic_vs_litserve_gpu_${GPU}_${TAG}_gateway"
+      cp benchmarks/results/classic_vs_litserve_gpu_"${GPU}"_"${TAG}"_gateway.* "$OUT"/ 2>/dev/null ;;
     embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda, and at the whole Bento's public port
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
         --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 --gateway \
         --gateway-env INFSTACK_EMBEDDING__DEVICE=cuda:0 --gateway-env INFSTACK_LLM__ENFORCE_EAGER=true \
         --gateway-env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
-        --out "$OUT/embedding_vs_infinity_gpu_h200_${TAG}_gateway.json" ;;
+        --out "$OUT/embedding_vs_infinity_gpu_${GPU}_${TAG}_gateway.json" ;;
     classic_text)  # issue 16: ours only (no LitServe), both models at c=1/8, the embedding worker's GIL switch interval
       python3 -m benchmarks classic_batching --duration 5 --attempts 1 --concurrency 1 8 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \
