@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -153,26 +154,30 @@ def group_members(group: int) -> list[int]:
 def test_a_stop_lets_the_stream_in_flight_finish_and_flushes_the_cache(hardened: BentoServer) -> None:
     """Last in this module: SIGTERM to the server while a deterministic stream is in flight."""
     payload = {**stream(hardened.url, 600, prompt="Drain me")["json"], "temperature": 0}
-    done: dict[str, bytes] = {}
+    chunks: list[bytes] = []
+    first_chunk = threading.Event()
 
     def read_all() -> None:
         with httpx.Client(timeout=120) as client, client.stream("POST", f"{hardened.url}/v1/completions",
                                                                 json=payload, headers=AUTH) as response:  # fmt: skip
-            done["body"] = b"".join(response.iter_bytes())
-
-    import threading
+            for chunk in response.iter_bytes():
+                chunks.append(chunk)
+                first_chunk.set()
 
     reader = threading.Thread(target=read_all)
     reader.start()
-    wait_until(lambda: running(hardened) == 1, 30, "the stream to start")
+    # In flight once its first tokens arrived (the engine's running gauge, scraped through /metrics every
+    # 0.2 s, missed a ~2 s stream on a fast machine under the whole suite's load).
+    assert first_chunk.wait(30), "the stream did not start"
     os.kill(hardened.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
+    assert b"[DONE]" not in b"".join(chunks), "the stream ended before the stop: nothing was in flight"
     time.sleep(0.5)
     # No new request is answered: refused, reset, or left unaccepted until the listening socket closes.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{hardened.url}/livez", timeout=3)
     reader.join(120)
     hardened.proc.wait(60)  # type: ignore[union-attr]
-    body = done["body"]
+    body = b"".join(chunks)
     assert body.rstrip().endswith(b"data: [DONE]") and b'"finish_reason":"length"' in body  # all 600 tokens
     with sqlite3.connect(
         hardened.env["INFSTACK_CACHE__DISK_PATH"]
