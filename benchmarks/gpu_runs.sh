@@ -14,7 +14,7 @@
 # python; infinity-emb from $INFINITY_PYTHON (its own site: it pins sentence-transformers < 4).
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
-TAG=${TAG:-dec06}  # the date in the classic and embedding result names (dec02: the first files of those steps)
+TAG=${TAG:-$(LC_ALL=C date +%b%d | tr A-Z a-z)}  # the date in the classic and embedding result names, e.g. dec06
 GPU=${GPU:-h200}  # the card in those names: h200, h100
 mkdir -p "$OUT"
 status=0

@@ -169,8 +169,8 @@ def test_a_stop_lets_the_stream_in_flight_finish_and_flushes_the_cache(hardened:
     # In flight once its first tokens arrived (the engine's running gauge, scraped through /metrics every
     # 0.2 s, missed a ~2 s stream on a fast machine under the whole suite's load).
     assert first_chunk.wait(30), "the stream did not start"
-    os.kill(hardened.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
     assert b"[DONE]" not in b"".join(chunks), "the stream ended before the stop: nothing was in flight"
+    os.kill(hardened.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
     time.sleep(0.5)
     # No new request is answered: refused, reset, or left unaccepted until the listening socket closes.
     with pytest.raises(httpx.TransportError):
