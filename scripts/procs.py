@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,8 +22,50 @@ _BESIDE = Path(sys.executable).with_name("bentoml")
 BENTOML = str(_BESIDE) if _BESIDE.exists() else (shutil.which("bentoml") or str(_BESIDE))
 
 
-def free_port() -> int:
+# Ports below this are left to well-known services (Redis 6379, BentoML 3000, Prometheus 9090, ...).
+_LOWEST_TEST_PORT = 15000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for `bind(0)` and outgoing connections (Linux's default if unreadable)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_candidates(ephemeral: tuple[int, int]) -> list[int]:
+    """Ports no other process is handed by the kernel: those outside its ephemeral range."""
+    low, high = ephemeral
+    return [*range(_LOWEST_TEST_PORT, low), *range(max(high + 1, _LOWEST_TEST_PORT), 65536)]
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port that a child process can bind a moment later.
+
+    Why not `bind(0)`: that port is free only until the socket closes, and the kernel hands the same
+    range to every other process's `bind(0)` and outgoing connection (vLLM's and circus's internal
+    sockets, HTTP clients), so a server started a second later could find it taken (CI saw
+    "Address already in use" when four servers started at once). A port outside that range is taken
+    only by an explicit bind, and this process never hands one out twice."""
+    candidates = port_candidates(_ephemeral_range())
+    random.shuffle(candidates)
+    for port in candidates:
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    with socket.socket() as sock:  # the ephemeral range covers every port: the old way is all there is
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
