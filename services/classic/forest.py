@@ -1,0 +1,117 @@
+"""An XGBoost binary classifier's trees as numpy arrays, for batches too small to amortise XGBoost's call.
+
+Why: one ``Booster.inplace_predict`` costs ~0.2 ms whatever the batch (about half in XGBoost's C++ set-up,
+half in its Python wrapper), and a busy classic worker on a many-core host batches only a few rows
+(3.9 on average at 64 clients on an H100 host, benchmarks/results/README.md), so that fixed cost was a
+third of a row's CPU. Walking the same trees with a few numpy gathers per tree level costs ~40 us for a
+handful of rows and grows with the rows, so it is used up to a row count and XGBoost above it.
+
+What it computes is XGBoost's own arithmetic: the same float32 comparisons (``x < split`` goes left), the
+leaves added one tree after another in float32 from the base margin (margins bit-identical in the tests),
+and XGBoost's sigmoid; its ``expf`` is replaced by float64 ``exp`` rounded to float32, so a probability
+can differ in its last float32 bit (~0.2% of rows). Only what the service feeds it is supported: finite
+inputs (the API refuses NaN and infinities, so XGBoost's default directions never apply), numerical
+splits, one tree per round, ``binary:logistic``. Anything else is not compiled (:func:`compile_booster`
+returns None) and XGBoost answers every batch.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+MAX_DEPTH = 10  # deeper trees make 2**depth-wide tables; XGBoost answers them instead
+
+
+class CompiledForest:
+    """Each tree padded to a complete binary tree of the forest's depth, in heap order: node ``i``'s
+    children are ``2i+1`` (left, ``x < split``) and ``2i+2``; a leaf above the bottom level is copied to
+    every bottom slot below it, and the nodes below it send everything left (split at +inf)."""
+
+    def __init__(
+        self, features: np.ndarray, splits: np.ndarray, leaves: np.ndarray, base_margin: float
+    ) -> None:
+        self.trees, internal = features.shape
+        self.depth = int(np.log2(internal + 1))
+        self._features = features.ravel()
+        self._splits = splits.ravel()
+        self._leaves = leaves.ravel()
+        self._tree_nodes = (np.arange(self.trees) * internal)[None, :]
+        self._tree_leaves = (np.arange(self.trees) * (internal + 1) - internal)[None, :]
+        self._base_margin = np.float32(base_margin)
+
+    def margins(self, rows: Any) -> np.ndarray:
+        x = np.asarray(rows, dtype=np.float32)
+        n, width = x.shape
+        flat = x.ravel()
+        row_starts = (np.arange(n) * width)[:, None]
+        node = np.zeros((n, self.trees), dtype=np.intp)
+        for _ in range(self.depth):
+            at = node + self._tree_nodes
+            right = flat[row_starts + self._features[at]] >= self._splits[at]
+            node = 2 * node + 1 + right
+        values = self._leaves[node + self._tree_leaves]
+        summed = np.empty((n, self.trees + 1), dtype=np.float32)
+        summed[:, 0] = self._base_margin
+        summed[:, 1:] = values
+        return np.cumsum(summed, axis=1, dtype=np.float32)[:, -1]  # one tree after another, as XGBoost adds
+
+    def predict_proba(self, rows: Any) -> np.ndarray:
+        """(n, 2) probabilities, XGBoost's sigmoid: ``1 / (1 + exp(min(-margin, 88.7)))`` in float32."""
+        margin = self.margins(rows)
+        e = np.exp(np.minimum(-margin, np.float32(88.7)).astype(np.float64)).astype(np.float32)
+        positive = np.float32(1) / (e + np.float32(1))
+        return np.column_stack([np.float32(1) - positive, positive])
+
+
+def compile_booster(booster: Any) -> CompiledForest | None:
+    """The booster's trees as a :class:`CompiledForest`, or None where that would not be XGBoost's answer."""
+    learner = json.loads(booster.save_raw(raw_format="json"))["learner"]
+    params = learner["learner_model_param"]
+    model = learner["gradient_booster"].get("model", {})
+    if (
+        learner["objective"]["name"] != "binary:logistic"
+        or learner["gradient_booster"]["name"] != "gbtree"
+        or int(params.get("num_target", 1)) != 1
+        or int(model["gbtree_model_param"]["num_parallel_tree"]) != 1
+        or any(any(tree["split_type"]) for tree in model["trees"])  # categorical splits
+    ):
+        return None
+    trees = model["trees"]
+    depth = max(_depth(tree, 0) for tree in trees)
+    if not 1 <= depth <= MAX_DEPTH:
+        return None
+    internal = 2**depth - 1
+    features = np.zeros((len(trees), internal), dtype=np.intp)
+    splits = np.full((len(trees), internal), np.inf, dtype=np.float32)
+    leaves = np.zeros((len(trees), 2**depth), dtype=np.float32)
+    for k, tree in enumerate(trees):
+        _fill(tree, 0, 0, 0, depth, features[k], splits[k], leaves[k])
+    base_score = np.float32(params["base_score"].strip("[]"))  # "[6.2637365E-1]" (3.x) or "6.2637365E-1"
+    base_margin = -np.log(
+        np.float32(1) / base_score - np.float32(1), dtype=np.float32
+    )  # XGBoost's ProbToMargin
+    return CompiledForest(features, splits, leaves, float(base_margin))
+
+
+def _depth(tree: dict[str, Any], node: int) -> int:
+    left, right = tree["left_children"][node], tree["right_children"][node]
+    return 0 if left == -1 else 1 + max(_depth(tree, left), _depth(tree, right))
+
+
+def _fill(tree: dict[str, Any], node: int, slot: int, level: int, depth: int, features: np.ndarray,
+          splits: np.ndarray, leaves: np.ndarray) -> None:  # fmt: skip
+    """Copy XGBoost node ``node`` (and its subtree) into heap slot ``slot`` at ``level``."""
+    if tree["left_children"][node] == -1:  # a leaf: its value under every bottom slot below this one
+        first = slot
+        for _ in range(depth - level):
+            first = 2 * first + 1
+        start = first - (2**depth - 1)
+        leaves[start : start + 2 ** (depth - level)] = tree["split_conditions"][node]  # a leaf's value
+        return
+    features[slot] = tree["split_indices"][node]
+    splits[slot] = tree["split_conditions"][node]
+    _fill(tree, tree["left_children"][node], 2 * slot + 1, level + 1, depth, features, splits, leaves)
+    _fill(tree, tree["right_children"][node], 2 * slot + 2, level + 1, depth, features, splits, leaves)
