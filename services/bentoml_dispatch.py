@@ -5,7 +5,7 @@ for what we change; :func:`patch_dispatchers` (called by ``bentoml_adapter.fix_b
 constructor and applies what a decorator marked on the API's function:
 
 - :func:`batches_in_flight`: more than one batch running at once;
-- :func:`dispatch_when_idle`: a request that finds the dispatcher idle skips the queue;
+- :func:`dispatch_when_idle`: requests that find the dispatcher idle batch by event-loop turn;
 - :func:`learn_wait_from_batches`: a lone request's wait no longer teaches the dispatcher to hold the
   next one (the fix for slow answers at low load after a peak).
 
@@ -23,7 +23,7 @@ from inspect import iscoroutinefunction as is_async
 from typing import Any
 
 BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
-DISPATCH_WHEN_IDLE = "infstack_dispatch_when_idle"  # set on it: skip the queue when idle
+DISPATCH_WHEN_IDLE = "infstack_dispatch_when_idle"  # set on it: batch by loop turn when idle
 LEARN_WAIT_FROM_BATCHES = "infstack_learn_wait_from_batches"  # set on it: forget lone requests' waits
 _PATCHED = "infstack_patched_dispatchers"
 
@@ -46,9 +46,10 @@ def batches_in_flight(count: int) -> Decorator:
 
 
 def dispatch_when_idle(on: bool) -> Decorator:
-    """A request of this API that finds its dispatcher idle (nothing queued, no batch running) runs at
-    once as a batch of one, without the queue, the controller's wake-up and its task; requests that
-    arrive while a batch runs queue and batch as before."""
+    """A request of this API that finds its dispatcher idle (nothing queued, no batch running) starts a
+    batch at the end of the event loop's current turn, with every request that reaches the dispatcher in
+    that turn: no queue, no controller wake-up, no timer. Requests that arrive while a batch runs queue
+    and batch as before."""
     return _marker(DISPATCH_WHEN_IDLE, on)
 
 
@@ -62,16 +63,43 @@ def learn_wait_from_batches(on: bool) -> Decorator:
 
 
 def _dispatch_when_idle(dispatcher: Any) -> None:
+    """A request that finds the dispatcher idle (nothing queued, no batch running) opens a batch for this
+    turn of the event loop; every request of the API that reaches the dispatcher in the same turn joins
+    it (up to ``max_batch_size`` rows), and the batch starts once the turn's callbacks have run. Requests
+    read from the sockets together so batch together without a timer: a model computed on the event loop
+    (tabular) never leaves the dispatcher busy for the next request to see, so a batch of one per idle
+    request would never batch at all. Requests that find a batch running or a queue take BentoML's
+    controller (its holds, its shedding), as before."""
     from bentoml._internal.marshal.dispatcher import Job
 
     queued = dispatcher.inbound_call
+    turn: list[Any] = []  # the jobs of the batch this turn gathers; empty: none open
+    turn_rows = 0
+    running: set[asyncio.Task[None]] = set()  # strong references to batches started here
+
+    def start_turn_batch() -> None:
+        nonlocal turn, turn_rows
+        jobs, turn, turn_rows = tuple(turn), [], 0
+        if dispatcher._sema.is_locked():  # the controller started a batch this turn: it takes these next
+            dispatcher._queue.extendleft(reversed(jobs))
+            return
+        dispatcher._sema.acquire()  # released by outbound_call
+        task = asyncio.get_running_loop().create_task(dispatcher.outbound_call(jobs))
+        running.add(task)
+        task.add_done_callback(running.discard)
 
     async def inbound_call(data: Any) -> Any:
-        if dispatcher._queue or dispatcher._sema.is_locked():
+        nonlocal turn_rows
+        rows = dispatcher.get_batch_size(data)
+        if turn and turn_rows + rows <= dispatcher.max_batch_size:
+            pass  # join this turn's batch
+        elif turn or dispatcher._queue or dispatcher._sema.is_locked():
             return await queued(data)
-        dispatcher._sema.acquire()  # released by outbound_call
+        else:
+            asyncio.get_running_loop().call_soon(start_turn_batch)  # after the callbacks due in this turn
         job = Job(time.time(), data, asyncio.get_running_loop().create_future())
-        await dispatcher.outbound_call((job,))
+        turn.append(job)
+        turn_rows += rows
         return await job.future  # its result, or the exception as a value, as the queued path returns
 
     dispatcher.inbound_call = inbound_call

@@ -122,11 +122,11 @@ class ClassicBase(Section):
     )
     dispatch_when_idle: bool = Field(
         default=False,
-        description="A request that finds its model's dispatcher idle runs at once as a batch of one, "
-        "skipping BentoML's queue; requests arriving while a batch runs still batch. Off: on the 2-core CPU "
-        "two runs of text disagreed (c=1/8/64 +20/+5/+12% vs -6/-9/+16% rows/s, machine noise as large), and "
-        "a model computed on the event loop (tabular) then always finds it idle: batches of 1, c=64 -37% "
-        "(benchmarks/results/classic_dispatch_when_idle_cpu.json, classic_dispatch_when_idle_text_cpu.json).",
+        description="A request that finds its model's dispatcher idle starts a batch at the end of the event "
+        "loop's turn, with every request that reached the dispatcher in that turn (no queue, no controller, no "
+        "timer); requests arriving while a batch runs queue as before. Off: not yet measured where it matters "
+        "(a many-core host). Its first form, a batch of one per idle request, lost 37% at c=64 on tabular, whose "
+        "model runs on the event loop (benchmarks/results/classic_dispatch_when_idle_cpu.json).",
     )
     learn_wait_from_batches: bool = Field(
         default=True,

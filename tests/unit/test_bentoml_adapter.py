@@ -304,33 +304,35 @@ def test_a_marked_batchable_api_runs_that_many_batches_at_once_and_others_one() 
     assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "marked": 3}
 
 
-# A marked API's first request on an idle dispatcher runs at once, as a batch of one; requests that come
-# while a batch runs still wait in the queue and batch together.
+# A marked API batches the requests that reach its idle dispatcher in one turn of the event loop, with no
+# timer, even for a model that answers without awaiting (computed on the loop); rows beyond max_batch_size
+# and requests that come while a batch runs queue and batch as BentoML's controller does.
 IDLE_DISPATCH = dispatcher_probe("dispatch_when_idle(True)", 8, """
 async def measure(dispatcher) -> list:
     sizes = []
     async def batch(rows):
         sizes.append(len(rows))
-        await asyncio.sleep(0.05)
         if 13 in rows:
             raise ValueError("row 13")
+        if 99 in rows:  # a batch that waits on something else: others arrive meanwhile
+            await asyncio.sleep(0.05)
         return [r * 10 for r in rows]
     call = dispatcher(batch)
-    first = asyncio.ensure_future(call(1))
-    await asyncio.sleep(0)  # one turn of the loop: only a request that skips the queue has started
-    started_at_once = len(sizes) == 1
-    await asyncio.sleep(0.01)  # the first batch runs: these queue behind it
-    rest = await asyncio.gather(*(call(i) for i in range(2, 6)))
+    together = await asyncio.gather(*(call(i) for i in range(1, 7)))
+    over = await asyncio.gather(*(call(i) for i in range(10)))
+    slow = asyncio.ensure_future(call(99))
+    await asyncio.sleep(0.01)
+    behind = await asyncio.gather(*(call(i) for i in range(2, 6)))
     failed = await asyncio.gather(call(13), return_exceptions=True)
-    assert await first == 10 and rest == [20, 30, 40, 50], rest
-    return [started_at_once, *sizes, type(failed[0]).__name__]
+    assert together == [10, 20, 30, 40, 50, 60] and over == [i * 10 for i in range(10)], (together, over)
+    assert await slow == 990 and behind == [20, 30, 40, 50], behind
+    return [*sizes, type(failed[0]).__name__]
 """)  # fmt: skip
 
 
-def test_a_marked_api_runs_a_request_on_an_idle_dispatcher_at_once_and_batches_the_rest() -> None:
+def test_a_marked_api_batches_the_requests_of_one_loop_turn_and_queues_the_rest() -> None:
     found = _probe(IDLE_DISPATCH)
-    assert found["marked"] == [True, 1, 4, 1, "ValueError"]
-    assert found["plain"][0] is False  # BentoML's own: the request waits for the controller's turn
+    assert found["marked"] == [6, 8, 2, 1, 4, 1, "ValueError"]
 
 
 # After a burst of load (batches that take 20 ms, 40 requests at a time), requests come one at a time:
