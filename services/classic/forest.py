@@ -3,7 +3,7 @@
 Why: one ``Booster.inplace_predict`` costs ~0.2 ms whatever the batch (about half in XGBoost's C++ set-up,
 half in its Python wrapper), and a busy classic worker on a many-core host batches only a few rows
 (3.9 on average at 64 clients on an H100 host, benchmarks/results/README.md), so that fixed cost was a
-third of a row's CPU. Walking the same trees with a few numpy gathers per tree level costs ~40 us for a
+third of a row's CPU. Walking the same trees with a few numpy gathers per tree level costs 22-42 us for a
 handful of rows and grows with the rows, so it is used up to a row count and XGBoost above it.
 
 What it computes is XGBoost's own arithmetic: the same float32 comparisons (``x < split`` goes left), the
@@ -26,44 +26,53 @@ MAX_DEPTH = 10  # deeper trees make 2**depth-wide tables; XGBoost answers them i
 
 
 class CompiledForest:
-    """Each tree padded to a complete binary tree of the forest's depth, in heap order: node ``i``'s
-    children are ``2i+1`` (left, ``x < split``) and ``2i+2``; a leaf above the bottom level is copied to
-    every bottom slot below it, and the nodes below it send everything left (split at +inf)."""
+    """Each tree padded to a complete binary tree of the forest's depth and stored as one heap block
+    (node ``i``'s children at ``2i+1``, left, ``x < split``, and ``2i+2``; the leaves last); a leaf above
+    the bottom level is copied to every bottom slot below it, and the nodes below it send everything left
+    (split at +inf). All blocks share one set of tables indexed by slot, so a level is a handful of
+    numpy gathers over (rows, trees). One extra slot holds the base margin and points at itself: it
+    rides along as tree -1, so the leaves gathered at the end are the whole sum, in XGBoost's order."""
 
     def __init__(
         self, features: np.ndarray, splits: np.ndarray, leaves: np.ndarray, base_margin: float
     ) -> None:
-        self.trees, internal = features.shape
-        self.depth = int(np.log2(internal + 1))
-        self._features = features.ravel()
-        self._splits = splits.ravel()
-        self._leaves = leaves.ravel()
-        self._tree_nodes = (np.arange(self.trees) * internal)[None, :]
-        self._tree_leaves = (np.arange(self.trees) * (internal + 1) - internal)[None, :]
-        self._base_margin = np.float32(base_margin)
+        trees, internal = features.shape
+        self.trees, self.depth = trees, int(np.log2(internal + 1))
+        block = 2 * internal + 1  # a tree's slots: internal nodes, then leaves
+        base = trees * block  # the base margin's slot, after every tree
+        local = np.arange(internal)
+        starts = np.arange(trees) * block
+        self._feature = np.zeros(base + 1, dtype=np.intp)
+        self._split = np.full(base + 1, np.inf, dtype=np.float32)
+        self._left = np.arange(base + 1, dtype=np.intp)  # leaves and the base slot: themselves
+        self._value = np.zeros(base + 1, dtype=np.float32)
+        at = (starts[:, None] + local[None, :]).ravel()
+        self._feature[at] = features.ravel()
+        self._split[at] = splits.ravel()
+        self._left[at] = (starts[:, None] + 2 * local[None, :] + 1).ravel()
+        self._value[(starts[:, None] + internal + np.arange(internal + 1)[None, :]).ravel()] = leaves.ravel()
+        self._value[base] = np.float32(base_margin)
+        self._roots = np.concatenate([[base], starts])[None, :]  # tree -1 (the base margin), then each root
 
     def margins(self, rows: Any) -> np.ndarray:
         x = np.asarray(rows, dtype=np.float32)
         n, width = x.shape
         flat = x.ravel()
-        row_starts = (np.arange(n) * width)[:, None]
-        node = np.zeros((n, self.trees), dtype=np.intp)
+        row_starts = (np.arange(n) * width)[:, None] if n > 1 else 0
+        at = np.repeat(self._roots, n, axis=0) if n > 1 else self._roots
         for _ in range(self.depth):
-            at = node + self._tree_nodes
-            right = flat[row_starts + self._features[at]] >= self._splits[at]
-            node = 2 * node + 1 + right
-        values = self._leaves[node + self._tree_leaves]
-        summed = np.empty((n, self.trees + 1), dtype=np.float32)
-        summed[:, 0] = self._base_margin
-        summed[:, 1:] = values
-        return np.cumsum(summed, axis=1, dtype=np.float32)[:, -1]  # one tree after another, as XGBoost adds
+            right = flat[self._feature[at] + row_starts] >= self._split[at]
+            at = self._left[at] + right
+        return np.cumsum(self._value[at], axis=1, dtype=np.float32)[:, -1]  # tree after tree, as XGBoost adds
 
     def predict_proba(self, rows: Any) -> np.ndarray:
         """(n, 2) probabilities, XGBoost's sigmoid: ``1 / (1 + exp(min(-margin, 88.7)))`` in float32."""
         margin = self.margins(rows)
         e = np.exp(np.minimum(-margin, np.float32(88.7)).astype(np.float64)).astype(np.float32)
-        positive = np.float32(1) / (e + np.float32(1))
-        return np.column_stack([np.float32(1) - positive, positive])
+        proba = np.empty((len(margin), 2), dtype=np.float32)
+        proba[:, 1] = np.float32(1) / (e + np.float32(1))
+        proba[:, 0] = np.float32(1) - proba[:, 1]
+        return proba
 
 
 def compile_booster(booster: Any) -> CompiledForest | None:
