@@ -30,11 +30,14 @@ def embedding_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+ENGINE_PORTS = 4  # reserved from the engine port on: data-parallel engine i binds engine_port + i
+
+
 def llm_env(cache_dir: Path, **extra: str) -> dict[str, str]:
     """A CPU engine sized for tests; VLLM_ENABLE_V1_MULTIPROCESSING=0 cuts engine start ~7x."""
     return {
         "INFSTACK_LLM__MODEL": TINY_LLM,
-        "INFSTACK_LLM__ENGINE_PORT": str(free_port()),
+        "INFSTACK_LLM__ENGINE_PORT": str(free_port(ENGINE_PORTS)),
         "INFSTACK_LLM__ENFORCE_EAGER": "true",
         "INFSTACK_LLM__MAX_MODEL_LEN": "1024",
         "INFSTACK_LLM__MAX_NUM_SEQS": "16",

@@ -51,23 +51,24 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def free_port() -> int:
-    """A loopback port that a child process can bind a moment later.
+def free_port(count: int = 1) -> int:
+    """A loopback port (the first of ``count`` consecutive ones) that a child process can bind a moment later.
 
     Why not `bind(0)`: that port is free only until the socket closes, and the kernel hands the same
     range to every other process's `bind(0)` and outgoing connection (vLLM's and circus's internal
     sockets, HTTP clients), so a server started a second later could find it taken (CI saw
     "Address already in use" when four servers started at once). A port outside that range is taken
-    only by an explicit bind, and this process never hands one out twice."""
-    candidates = port_candidates(_ephemeral_range())
-    random.shuffle(candidates)
-    for port in candidates:
-        if port not in _handed_out and _bindable(port):
-            _handed_out.add(port)
-            return port
-    with socket.socket() as sock:  # the ephemeral range covers every port: the old way is all there is
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    only by an explicit bind, and this process never hands one out twice. ``count`` > 1 is for servers
+    that bind the ports after theirs too (data-parallel engines: ``engine_port + i``)."""
+    candidates = set(port_candidates(_ephemeral_range()))
+    firsts = [port for port in candidates if port + count - 1 in candidates]
+    random.shuffle(firsts)
+    for first in firsts:
+        run = range(first, first + count)
+        if all(port in candidates and port not in _handed_out and _bindable(port) for port in run):
+            _handed_out.update(run)
+            return first
+    raise RuntimeError(f"no {count} consecutive free loopback ports outside the kernel's ephemeral range")
 
 
 def shared_model_store() -> Path:

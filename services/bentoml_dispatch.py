@@ -77,24 +77,32 @@ def _dispatch_when_idle(dispatcher: Any) -> None:
     turn_rows = 0
     running: set[asyncio.Task[None]] = set()  # strong references to batches started here
 
+    def keep(task: asyncio.Task[None]) -> None:
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def wake_controller() -> None:
+        async with dispatcher._wake_event:
+            dispatcher._wake_event.notify_all()
+
     def start_turn_batch() -> None:
         nonlocal turn, turn_rows
         jobs, turn, turn_rows = tuple(turn), [], 0
-        if dispatcher._sema.is_locked():  # the controller started a batch this turn: it takes these next
+        loop = asyncio.get_running_loop()
+        if dispatcher._sema.is_locked():  # the controller started a batch this turn: queue these for it
             dispatcher._queue.extendleft(reversed(jobs))
+            keep(loop.create_task(wake_controller()))  # it may be waiting for a queue it saw empty
             return
         dispatcher._sema.acquire()  # released by outbound_call
-        task = asyncio.get_running_loop().create_task(dispatcher.outbound_call(jobs))
-        running.add(task)
-        task.add_done_callback(running.discard)
+        keep(loop.create_task(dispatcher.outbound_call(jobs)))
 
     async def inbound_call(data: Any) -> Any:
         nonlocal turn_rows
         rows = dispatcher.get_batch_size(data)
         if turn and turn_rows + rows <= dispatcher.max_batch_size:
             pass  # join this turn's batch
-        elif turn or dispatcher._queue or dispatcher._sema.is_locked():
-            return await queued(data)
+        elif turn or dispatcher._queue or dispatcher._sema.is_locked() or rows > dispatcher.max_batch_size:
+            return await queued(data)  # (a request larger than a batch: BentoML's controller splits it)
         else:
             asyncio.get_running_loop().call_soon(start_turn_batch)  # after the callbacks due in this turn
         job = Job(time.time(), data, asyncio.get_running_loop().create_future())

@@ -78,18 +78,22 @@ class CompiledForest:
 def compile_booster(booster: Any) -> CompiledForest | None:
     """The booster's trees as a :class:`CompiledForest`, or None where that would not be XGBoost's answer."""
     learner = json.loads(booster.save_raw(raw_format="json"))["learner"]
-    params = learner["learner_model_param"]
-    model = learner["gradient_booster"].get("model", {})
-    if (
-        learner["objective"]["name"] != "binary:logistic"
-        or learner["gradient_booster"]["name"] != "gbtree"
-        or int(params.get("num_target", 1)) != 1
-        or int(model["gbtree_model_param"]["num_parallel_tree"]) != 1
-        or any(any(tree["split_type"]) for tree in model["trees"])  # categorical splits
-    ):
+    try:
+        params = learner["learner_model_param"]
+        model = learner["gradient_booster"]["model"]
+        trees = model["trees"]
+        if (
+            learner["objective"]["name"] != "binary:logistic"
+            or learner["gradient_booster"]["name"] != "gbtree"
+            or int(params.get("num_target", 1)) != 1
+            or int(model["gbtree_model_param"]["num_parallel_tree"]) != 1
+            or not trees
+            or any(any(tree["split_type"]) for tree in trees)  # categorical splits
+        ):
+            return None
+        depth = max(_depth(tree, 0) for tree in trees)
+    except (KeyError, TypeError, ValueError):  # a model format this walk was not written for
         return None
-    trees = model["trees"]
-    depth = max(_depth(tree, 0) for tree in trees)
     if not 1 <= depth <= MAX_DEPTH:
         return None
     internal = 2**depth - 1

@@ -31,7 +31,7 @@ SPEC = ModelSpec(
     api="predict_tabular",
     field="rows",
     doc="Malignant or benign for each row of the 30 breast-cancer features (sklearn's column order). "
-    "One booster call per batch.",
+    "One model call per batch: the booster's trees walked in numpy up to tabular_forest_max_rows, XGBoost above.",
     default_tag="classic-tabular-cancer:latest",
     max_batch_size=256,
     max_latency_ms=1000,  # 250 shed requests at 80% of the whole Bento's peak on 2 cores (the soak)

@@ -13,8 +13,6 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from services.classic.forest import compile_booster
 from services.classic.tabular import TabularClassifier, fit
 
-ONE_STEP = 1.2e-7  # one float32 step near 1.0 (np.spacing(np.float32(0.5)) is 6e-8)
-
 
 @pytest.fixture(scope="module")
 def service_booster() -> xgb.Booster:
@@ -34,9 +32,9 @@ def assert_same_answers(booster: xgb.Booster, rows: np.ndarray) -> None:
     forest = compile_booster(booster)
     assert forest is not None
     np.testing.assert_array_equal(forest.margins(rows), booster.inplace_predict(rows, predict_type="margin"))
-    positive = forest.predict_proba(rows)[:, 1]
-    assert np.abs(positive - booster.inplace_predict(rows)).max() <= ONE_STEP
-    assert np.mean(positive == booster.inplace_predict(rows)) > 0.99
+    positive, expected = forest.predict_proba(rows)[:, 1], booster.inplace_predict(rows)
+    np.testing.assert_array_max_ulp(positive, expected, maxulp=1)
+    assert np.mean(positive == expected) > 0.99
 
 
 def test_the_service_booster_compiles_to_xgboosts_answers(service_booster: xgb.Booster) -> None:
@@ -49,8 +47,12 @@ def test_trees_of_uneven_depth_compile_to_xgboosts_answers() -> None:
     target = (data.data[:, 0] > np.percentile(data.data[:, 0], 90)).astype(int)  # 10% positive
     params = {"max_depth": 6, "gamma": 2.0, "min_child_weight": 5, "n_estimators": 40, "random_state": 0}
     booster = xgb.XGBClassifier(**params).fit(data.data, target).get_booster()
-    depths = {tree.count("\t") for tree in booster.get_dump()}  # each leaf line's indent is its depth
-    assert len(depths) > 1, "the fixture must have leaves above the bottom level"
+    leaf_depths = [
+        {len(line) - len(line.lstrip("\t")) for line in tree.splitlines() if "leaf=" in line}
+        for tree in booster.get_dump()
+    ]  # a line's indent is its node's depth
+    deepest = max(max(depths) for depths in leaf_depths)
+    assert any(min(depths) < deepest for depths in leaf_depths), "the fixture must have shallow leaves"
     assert_same_answers(booster, rows_to_check())
 
 
@@ -58,7 +60,9 @@ def test_what_the_forest_cannot_answer_as_xgboost_is_not_compiled() -> None:
     iris = load_iris()
     multiclass = xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(iris.data, iris.target).get_booster()
     regression = xgb.XGBRegressor(n_estimators=5, max_depth=2).fit(iris.data, iris.target).get_booster()
+    empty = xgb.train({"objective": "binary:logistic"}, xgb.DMatrix(iris.data, iris.target > 1), 0)
     assert compile_booster(multiclass) is None and compile_booster(regression) is None
+    assert compile_booster(empty) is None
 
 
 def test_the_classifier_walks_small_batches_and_calls_xgboost_for_larger_ones(
@@ -73,5 +77,6 @@ def test_the_classifier_walks_small_batches_and_calls_xgboost_for_larger_ones(
     rows = rows_to_check()[:5]
     small, large = asyncio.run(model.predict_batch(rows[:4].tolist(), None)), model.predict_proba(rows)
     assert calls == [5] and model.describe()["forest_max_rows"] == 4
-    assert np.abs(small - large[:4]).max() <= ONE_STEP and small.dtype == large.dtype == np.float32
+    np.testing.assert_array_max_ulp(small, large[:4], maxulp=1)
+    assert small.dtype == large.dtype == np.float32
     assert TabularClassifier(model.booster, ["m", "b"], forest_max_rows=0).forest is None

@@ -26,3 +26,14 @@ def test_free_ports_are_distinct_outside_the_range_and_bindable() -> None:
     for port in ports[:5]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_a_run_of_ports_is_consecutive_free_and_never_handed_out_again() -> None:
+    low, high = _ephemeral_range()
+    first = free_port(4)
+    run = set(range(first, first + 4))
+    assert not any(low <= port <= high for port in run)
+    for port in run:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    assert not run & {free_port() for _ in range(200)}
