@@ -29,7 +29,7 @@ class CompiledForest:
     """Each tree padded to a complete binary tree of the forest's depth and stored as one heap block
     (node ``i``'s children at ``2i+1``, left, ``x < split``, and ``2i+2``; the leaves last); a leaf above
     the bottom level is copied to every bottom slot below it, and the nodes below it send everything left
-    (split at +inf). All blocks share one set of tables indexed by slot, so a level is a handful of
+    (their split is NaN: ``x >= NaN`` is false for every x, +inf included). All blocks share one set of tables indexed by slot, so a level is a handful of
     numpy gathers over (rows, trees). One extra slot holds the base margin and points at itself: it
     rides along as tree -1, so the leaves gathered at the end are the whole sum, in XGBoost's order."""
 
@@ -43,7 +43,7 @@ class CompiledForest:
         local = np.arange(internal)
         starts = np.arange(trees) * block
         self._feature = np.zeros(base + 1, dtype=np.intp)
-        self._split = np.full(base + 1, np.inf, dtype=np.float32)
+        self._split = np.full(base + 1, np.nan, dtype=np.float32)
         self._left = np.arange(base + 1, dtype=np.intp)  # leaves and the base slot: themselves
         self._value = np.zeros(base + 1, dtype=np.float32)
         at = (starts[:, None] + local[None, :]).ravel()
@@ -55,7 +55,7 @@ class CompiledForest:
         self._roots = np.concatenate([[base], starts])[None, :]  # tree -1 (the base margin), then each root
 
     def margins(self, rows: Any) -> np.ndarray:
-        x = np.asarray(rows, dtype=np.float32)
+        x = as_float32(rows)
         n, width = x.shape
         flat = x.ravel()
         row_starts = (np.arange(n) * width)[:, None] if n > 1 else 0
@@ -73,6 +73,13 @@ class CompiledForest:
         proba[:, 1] = np.float32(1) / (e + np.float32(1))
         proba[:, 0] = np.float32(1) - proba[:, 1]
         return proba
+
+
+def as_float32(rows: Any) -> np.ndarray:
+    """The rows as the float32 XGBoost computes in: a finite float64 beyond float32's range becomes +-inf,
+    as it does in XGBoost (which answers it as it answers float32's largest value), without a warning."""
+    with np.errstate(over="ignore"):
+        return np.asarray(rows, dtype=np.float32)
 
 
 def compile_booster(booster: Any) -> CompiledForest | None:
@@ -98,7 +105,7 @@ def compile_booster(booster: Any) -> CompiledForest | None:
         return None
     internal = 2**depth - 1
     features = np.zeros((len(trees), internal), dtype=np.intp)
-    splits = np.full((len(trees), internal), np.inf, dtype=np.float32)
+    splits = np.full((len(trees), internal), np.nan, dtype=np.float32)
     leaves = np.zeros((len(trees), 2**depth), dtype=np.float32)
     for k, tree in enumerate(trees):
         _fill(tree, 0, 0, 0, depth, features[k], splits[k], leaves[k])

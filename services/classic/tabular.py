@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from services.classic.contract import Log, ModelSpec
-from services.classic.forest import compile_booster
+from services.classic.forest import as_float32, compile_booster
 from services.classic.training import SEED, TEST_SIZE, Trained, fingerprint, store_name, train_once
 
 BOOSTER_FILE = "booster.ubj"
@@ -99,7 +99,7 @@ class TabularClassifier:
         """(n, classes) probabilities; binary boosters return P(class 1) only, so complete it."""
         if len(rows) <= self.forest_max_rows:
             return self.forest.predict_proba(rows)  # type: ignore[union-attr]
-        scores = np.asarray(self.booster.inplace_predict(np.asarray(rows, dtype=np.float32)), np.float32)
+        scores = np.asarray(self.booster.inplace_predict(as_float32(rows)), np.float32)
         if scores.ndim == 1:
             scores = np.column_stack([1.0 - scores, scores])
         return scores

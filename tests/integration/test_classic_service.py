@@ -108,6 +108,18 @@ def test_tabular_one_at_a_time_equals_offline(classic_server, classic_models, of
     check_predictions(many, TABULAR_CLASSES, expected_tabular(offline[1], FEATURES[:16]), atol=1e-6)
 
 
+def test_tabular_values_beyond_float32_are_answered_as_xgboost_answers_them(classic_server, offline) -> None:
+    """Finite JSON numbers past float32's range are valid input; the model computes in float32, where they
+    are +-inf, and the numpy walk must answer them as XGBoost does (the fuzz test once got a 500 here)."""
+    big = np.finfo(np.float64).max
+    rows = np.tile(FEATURES[:1], (16, 1))
+    rows[::2, 0], rows[1::2, 3], rows[2::4, 7] = big, -big, big
+    with np.errstate(over="ignore"):
+        expected = expected_tabular(offline[1], rows)
+    response = post(classic_server, "predict_tabular", rows=rows.tolist())
+    check_predictions(response, TABULAR_CLASSES, expected, atol=1e-6)
+
+
 def test_tabular_burst_is_batched_and_equals_offline(classic_server, offline) -> None:
     rows = FEATURES[:64]
     expected = expected_tabular(offline[1], rows)

@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import load_breast_cancer, load_iris
 
-from services.classic.forest import compile_booster
+from services.classic.forest import as_float32, compile_booster
 from services.classic.tabular import TabularClassifier, fit
 
 
@@ -20,12 +20,18 @@ def service_booster() -> xgb.Booster:
 
 
 def rows_to_check() -> np.ndarray:
-    """The data, rows scaled around it, and rows far outside it (every split taken both ways)."""
+    """The data, rows scaled around it, rows far outside it (every split taken both ways) and finite values
+    beyond float32's range, which the API accepts (the fuzz test found the walk stepping off its tables)."""
     data = load_breast_cancer().data
     rng = np.random.default_rng(0)
     scaled = data[rng.integers(0, len(data), 3000)] * rng.uniform(0.5, 1.5, (3000, data.shape[1]))
     extreme = rng.choice([-1e30, 0.0, 1e30], size=(50, data.shape[1]))
-    return np.vstack([data, scaled, extreme]).astype(np.float32)
+    beyond = rng.choice(
+        [-1.7976931348623157e308, -1e300, 1e300, 1.7976931348623157e308], size=(50, data.shape[1])
+    )
+    return as_float32(
+        np.vstack([data, scaled, extreme, beyond])
+    )  # beyond float32's range: +-inf, as the API's
 
 
 def assert_same_answers(booster: xgb.Booster, rows: np.ndarray) -> None:
