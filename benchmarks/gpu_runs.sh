@@ -35,8 +35,9 @@ for step in "$@"; do
         --env INFSTACK_LLM__ENFORCE_EAGER=true --env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
         --name "classic_vs_litserve_gpu_${GPU}_${TAG}_gateway"
       cp benchmarks/results/classic_vs_litserve_gpu_"${GPU}"_"${TAG}"_gateway.* "$OUT"/ 2>/dev/null ;;
-    classic_ab)  # issue 16: our defaults beside variants ($VARIANTS: --variant NAME:KEY=VALUE ...), no peer, no
-      # gateway; both no-op ceilings; GPU-host defaults as in `classic`
+    classic_ab)  # issue 16: our defaults beside variants, no peer, no gateway; both no-op ceilings; GPU-host
+      # defaults as in `classic`. $VARIANTS: more classic_batching arguments, e.g. "--concurrency 8 64
+      # --variant xgboost_only:INFSTACK_CLASSIC__TABULAR_FOREST_MAX_ROWS=0" 
       # shellcheck disable=SC2086  # VARIANTS is a list of arguments
       python3 -m benchmarks classic_batching --duration 5 --attempts 1 --sweep-tabular-ms --sweep-text-ms \
         --env INFSTACK_EMBEDDING__DEVICE=cuda:0 ${VARIANTS:-} --name "classic_ab_gpu_${GPU}_${TAG}"

@@ -11,7 +11,8 @@ leaves added one tree after another in float32 from the base margin (margins bit
 and XGBoost's sigmoid; its ``expf`` is replaced by float64 ``exp`` rounded to float32, so a probability
 can differ in its last float32 bit (~0.2% of rows). Only what the service feeds it is supported: finite
 inputs (the API refuses NaN and infinities, so XGBoost's default directions never apply), numerical
-splits, one tree per round, ``binary:logistic``. Anything else is not compiled (:func:`compile_booster`
+splits, one tree per round, ``binary:logistic``. (A finite number beyond float32's range is +-inf once
+cast, in XGBoost too: both send it right of every split, or left for -inf.) Anything else is not compiled (:func:`compile_booster`
 returns None) and XGBoost answers every batch.
 """
 
@@ -29,15 +30,16 @@ class CompiledForest:
     """Each tree padded to a complete binary tree of the forest's depth and stored as one heap block
     (node ``i``'s children at ``2i+1``, left, ``x < split``, and ``2i+2``; the leaves last); a leaf above
     the bottom level is copied to every bottom slot below it, and the nodes below it send everything left
-    (their split is NaN: ``x >= NaN`` is false for every x, +inf included). All blocks share one set of tables indexed by slot, so a level is a handful of
-    numpy gathers over (rows, trees). One extra slot holds the base margin and points at itself: it
-    rides along as tree -1, so the leaves gathered at the end are the whole sum, in XGBoost's order."""
+    (their split is NaN: ``x >= NaN`` is false for every x, +inf included). All blocks share one set of
+    tables indexed by slot, so a level is a handful of numpy gathers over (rows, trees). One extra slot
+    holds the base margin and points at itself: it rides along as tree -1, so the leaves gathered at the
+    end are the whole sum, in XGBoost's order."""
 
     def __init__(
         self, features: np.ndarray, splits: np.ndarray, leaves: np.ndarray, base_margin: float
     ) -> None:
         trees, internal = features.shape
-        self.trees, self.depth = trees, int(np.log2(internal + 1))
+        self.depth = int(np.log2(internal + 1))
         block = 2 * internal + 1  # a tree's slots: internal nodes, then leaves
         base = trees * block  # the base margin's slot, after every tree
         local = np.arange(internal)
@@ -110,9 +112,8 @@ def compile_booster(booster: Any) -> CompiledForest | None:
     for k, tree in enumerate(trees):
         _fill(tree, 0, 0, 0, depth, features[k], splits[k], leaves[k])
     base_score = np.float32(params["base_score"].strip("[]"))  # "[6.2637365E-1]" (3.x) or "6.2637365E-1"
-    base_margin = -np.log(
-        np.float32(1) / base_score - np.float32(1), dtype=np.float32
-    )  # XGBoost's ProbToMargin
+    # XGBoost's ProbToMargin, in float32
+    base_margin = -np.log(np.float32(1) / base_score - np.float32(1), dtype=np.float32)
     return CompiledForest(features, splits, leaves, float(base_margin))
 
 

@@ -97,8 +97,8 @@ class TabularClassifier:
 
     def predict_proba(self, rows: np.ndarray | list[list[float]]) -> np.ndarray:
         """(n, classes) probabilities; binary boosters return P(class 1) only, so complete it."""
-        if len(rows) <= self.forest_max_rows:
-            return self.forest.predict_proba(rows)  # type: ignore[union-attr]
+        if self.forest is not None and len(rows) <= self.forest_max_rows:
+            return self.forest.predict_proba(rows)
         scores = np.asarray(self.booster.inplace_predict(as_float32(rows)), np.float32)
         if scores.ndim == 1:
             scores = np.column_stack([1.0 - scores, scores])

@@ -29,9 +29,7 @@ def rows_to_check() -> np.ndarray:
     beyond = rng.choice(
         [-1.7976931348623157e308, -1e300, 1e300, 1.7976931348623157e308], size=(50, data.shape[1])
     )
-    return as_float32(
-        np.vstack([data, scaled, extreme, beyond])
-    )  # beyond float32's range: +-inf, as the API's
+    return as_float32(np.vstack([data, scaled, extreme, beyond]))  # beyond float32's range: +-inf
 
 
 def assert_same_answers(booster: xgb.Booster, rows: np.ndarray) -> None:
@@ -72,10 +70,10 @@ def test_what_the_forest_cannot_answer_as_xgboost_is_not_compiled() -> None:
 
 
 def test_the_classifier_walks_small_batches_and_calls_xgboost_for_larger_ones(
-    monkeypatch: pytest.MonkeyPatch,
+    service_booster: xgb.Booster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    model = TabularClassifier(fit()[0].booster, ["malignant", "benign"], forest_max_rows=4)
+    model = TabularClassifier(service_booster, ["malignant", "benign"], forest_max_rows=4)
     booster_predict = model.booster.inplace_predict
     monkeypatch.setattr(
         model.booster, "inplace_predict", lambda x: calls.append(len(x)) or booster_predict(x)
