@@ -16,7 +16,12 @@ import bentoml
 
 from services.answer_on_error import AnswerOnError
 from services.bentoml_adapter import add_middleware, fix_bentoml
-from services.bentoml_dispatch import batches_in_flight, dispatch_when_idle, learn_wait_from_batches
+from services.bentoml_dispatch import (
+    batches_in_flight,
+    dispatch_when_idle,
+    gather_turns,
+    learn_wait_from_batches,
+)
 from services.classic.contract import ClassicModel, observed_batch, typed_api
 from services.classic.registry import MODELS
 from services.classic.schemas import INPUT_TYPES, Prediction, predictions
@@ -84,6 +89,7 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     )(api)
     dispatch_when_idle(CONFIG.dispatch_when_idle)(api)
     learn_wait_from_batches(CONFIG.learn_wait_from_batches)(api)
+    gather_turns(CONFIG.gather_turns)(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)
 
 

@@ -129,6 +129,15 @@ class ClassicBase(Section):
         "tabular lost 21% at c=8 (classic_forest_turns_cpu_dec06.json). Its first form, a batch of one per idle "
         "request, lost 37% at c=64 on tabular (classic_dispatch_when_idle_cpu.json).",
     )
+    gather_turns: int = Field(
+        default=8,
+        ge=0,
+        description="A batch about to start waits up to this many event-loop turns while requests of its model "
+        "keep reaching the dispatcher, and takes them along: BentoML starts a batch as soon as one request is "
+        "queued, so on a busy worker batches stayed at ~3 requests (64 clients, H100 host). The wait ends at the "
+        "first turn in which none arrived, and never happens after a batch of one request (a lone client). "
+        "0: off (benchmarks: its A/B).",
+    )
     learn_wait_from_batches: bool = Field(
         default=True,
         description="BentoML's dispatcher learns how long to hold a request for batch-mates from the waits of "

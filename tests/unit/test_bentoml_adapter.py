@@ -378,6 +378,53 @@ def test_a_marked_api_stops_holding_lone_requests_once_the_load_is_gone() -> Non
     assert found["marked"] < 3, found
 
 
+# Requests that reach the dispatcher a few per event-loop turn, as a busy worker's do (each after its own
+# number of turns), into a model that answers on the loop: BentoML's dispatcher starts a batch with whatever
+# is queued, a marked one takes along what keeps arriving, up to max_batch_size. Lone requests before and
+# after (past BentoML's warm-up) stay batches of one, and no row is lost or answered to the wrong request.
+GATHERED = dispatcher_probe("gather_turns(8)", 8, """
+async def measure(dispatcher) -> dict:
+    sizes = []
+    async def batch(requests):
+        sizes.append(sum(map(len, requests)))
+        return [[row * 10 for row in request] for request in requests]
+    call = dispatcher(batch)
+    async def after_turns(turns, i):
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await call([i])
+    for i in range(12):
+        await call([i])
+    sizes.clear()
+    answers = await asyncio.gather(*(after_turns(i // 3, i) for i in range(24)))  # 3 arrive per turn
+    assert answers == [[i * 10] for i in range(24)], answers
+    busy = list(sizes)
+    sizes.clear()
+    turns = 0
+    async def count_turns():
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+    counter = asyncio.ensure_future(count_turns())
+    lone_turns = []
+    for i in range(5):
+        before = turns
+        await call([i])
+        lone_turns.append(turns - before)
+    counter.cancel()
+    return {"busy": busy, "lone_after": sizes, "lone_turns": lone_turns}
+""")  # fmt: skip
+
+
+def test_a_marked_api_takes_along_requests_that_keep_arriving_and_never_holds_a_lone_one() -> None:
+    found = _probe(GATHERED)
+    assert found["marked"]["busy"] == [8, 8, 8], found  # max_batch_size 8: 24 rows in 3 batches
+    assert len(found["plain"]["busy"]) > 3, found
+    assert found["marked"]["lone_after"] == found["plain"]["lone_after"] == [1] * 5, found
+    assert max(found["marked"]["lone_turns"]) <= max(found["plain"]["lone_turns"]), found  # no turn waited
+
+
 # Requests of 1-3 rows each through the app factory's batch_infer (as its HTTP path calls it: the one field
 # by name), into an API that records each merged batch (at most 8 rows: some requests are split across
 # two): which rows came back to which request, and how often was the API's callable built?
