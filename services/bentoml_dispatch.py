@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from inspect import iscoroutinefunction as is_async
 from typing import Any
 
@@ -28,6 +29,8 @@ DISPATCH_WHEN_IDLE = "infstack_dispatch_when_idle"  # set on it: batch by loop t
 LEARN_WAIT_FROM_BATCHES = "infstack_learn_wait_from_batches"  # set on it: forget lone requests' waits
 GATHER_TURNS = "infstack_gather_turns"  # set on it: event-loop turns a starting batch waits for arrivals
 _PATCHED = "infstack_patched_dispatchers"
+
+logger = logging.getLogger(__name__)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -66,11 +69,16 @@ def learn_wait_from_batches(on: bool) -> Decorator:
 
 def gather_turns(turns: int) -> Decorator:
     """A batch about to start waits up to ``turns`` turns of the event loop while requests keep reaching
-    the dispatcher, and takes them along (up to ``max_batch_size``). On a busy worker the requests it
+    the dispatcher, and takes them along (up to ``max_batch_size`` rows). On a busy worker the requests it
     carries reach the dispatcher a few per turn (each awaits its body, validation and middleware first),
-    and BentoML starts a batch as soon as one is queued: batches of ~3 at 64 clients on an H100 host,
-    each paying the batch's fixed cost. No timer: the wait ends at the first turn in which none arrived,
-    and a batch whose previous batch had a single request (a lone client) starts at once. 0: off."""
+    and BentoML's controller, holding nothing while its learned wait is short, starts a batch as soon as
+    one is queued: batches of ~3 at 64 clients on an H100 host, each paying the batch's fixed cost. No
+    timer: the wait ends at the first turn in which none arrived, and a batch of one request that follows
+    another (a lone client's) starts at once. 0: off.
+
+    The turns waited count in the first request's wait, which BentoML's controller learns its holds from
+    (measured with it: benchmarks/results/README.md). Where more than one batch may run at once
+    (:func:`batches_in_flight`), another batch can start from the same queue while one gathers."""
     return _marker(GATHER_TURNS, turns)
 
 
@@ -141,21 +149,36 @@ def _gather_turns(dispatcher: Any, turns: int) -> None:
     """See :func:`gather_turns`. Wraps ``outbound_call``: the controller (or the turn path) has taken
     the batch's jobs and holds the dispatcher's semaphore; jobs that reach the queue meanwhile join."""
     send = dispatcher.outbound_call
-    partners = False  # did the last batch have more than one request? (a lone client's never waits)
+    partners = False  # had the last batch more than one request? (a lone client's batches never wait)
+
+    def rows_of(jobs: Iterable[Any]) -> int:
+        return sum(dispatcher.get_batch_size(job.data) for job in jobs)
+
+    async def gather(jobs: tuple[Any, ...]) -> tuple[Any, ...]:
+        rows = rows_of(jobs)
+        for _ in range(turns):
+            arrived = len(dispatcher._queue)
+            if rows + rows_of(dispatcher._queue) >= dispatcher.max_batch_size:
+                break
+            await asyncio.sleep(0)  # one turn: every request the loop is carrying moves one step
+            if len(dispatcher._queue) == arrived:
+                break  # none reached the dispatcher in that turn: none is on its way
+        if dispatcher._queue and rows < dispatcher.max_batch_size:
+            jobs += tuple(dispatcher._get_inputs(dispatcher.max_batch_size - rows))
+        return jobs
 
     async def outbound_call(jobs: tuple[Any, ...], training: bool = False) -> None:
         nonlocal partners
         if not training and (partners or len(jobs) > 1):
-            rows = sum(dispatcher.get_batch_size(job.data) for job in jobs)
-            for _ in range(turns):
-                arrived = len(dispatcher._queue)
-                if rows + arrived >= dispatcher.max_batch_size:
-                    break
-                await asyncio.sleep(0)  # one turn: every request the loop is carrying moves one step
-                if len(dispatcher._queue) == arrived:
-                    break  # none reached the dispatcher in that turn: none is on its way
-            if dispatcher._queue and rows < dispatcher.max_batch_size:
-                jobs += tuple(dispatcher._get_inputs(dispatcher.max_batch_size - rows))
+            try:
+                jobs = await gather(jobs)
+            except asyncio.CancelledError:  # the worker is stopping: free the jobs and the batch slot
+                for job in jobs:
+                    job.future.cancel()
+                dispatcher._sema.release()
+                raise
+            except Exception:  # a request whose size cannot be counted: the batch goes as it was taken
+                logger.exception("gathering a batch failed; sending the %d requests taken", len(jobs))
         partners = len(jobs) > 1
         await send(jobs, training)
 
