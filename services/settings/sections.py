@@ -135,10 +135,10 @@ class ClassicBase(Section):
         description="A batch about to start waits up to this many event-loop turns while requests of its model "
         "keep reaching the dispatcher, and takes them along: BentoML starts a batch as soon as one request is "
         "queued, so a busy worker's batches stayed at ~3 requests. The wait ends at the first turn in which none "
-        "arrived, and a batch of one request that follows another (a lone client's) starts at once. 0: off. Measured against 0 in "
-        "one run each: H100 host, tabular c=8 / 64 +50% / +43% (batches 3.4 -> 14.9 at c=64), text c=8 +61%, c=64 "
-        "-6% (classic_ab_gpu_h100_dec06_gather.json); 2-core CPU, tabular c=8 +24%, text c=8 +17%, c=1 and "
-        "c=64 within 3% (classic_gather_cpu_dec06.json).",
+        "arrived, and a batch of one request that follows another (a lone client's) starts at once. 0: off. "
+        "Measured against 0 in one run each: H100 host, tabular c=8 / 64 +50% / +43% (batches 3.4 -> 14.9 at "
+        "c=64), text c=8 +61%, c=64 -6% (classic_ab_gpu_h100_dec06_gather.json); 2-core CPU, tabular c=8 +24%, "
+        "text c=8 +17%, c=1 and c=64 within 3% (classic_gather_cpu_dec06.json).",
     )
     learn_wait_from_batches: bool = Field(
         default=True,
