@@ -5,7 +5,6 @@ for what we change; :func:`patch_dispatchers` (called by ``bentoml_adapter.fix_b
 constructor and applies what a decorator marked on the API's function:
 
 - :func:`batches_in_flight`: more than one batch running at once;
-- :func:`dispatch_when_idle`: requests that find the dispatcher idle batch by event-loop turn;
 - :func:`learn_wait_from_batches`: a lone request's wait no longer teaches the dispatcher to hold the
   next one (the fix for slow answers at low load after a peak);
 - :func:`gather_turns`: a starting batch takes along the requests still reaching the dispatcher.
@@ -19,13 +18,11 @@ import asyncio
 import functools
 import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable, Sequence
 from inspect import iscoroutinefunction as is_async
 from typing import Any
 
 BATCHES_IN_FLIGHT = "infstack_batches_in_flight"  # set on a batchable API's function: its dispatcher's limit
-DISPATCH_WHEN_IDLE = "infstack_dispatch_when_idle"  # set on it: batch by loop turn when idle
 LEARN_WAIT_FROM_BATCHES = "infstack_learn_wait_from_batches"  # set on it: forget lone requests' waits
 GATHER_TURNS = "infstack_gather_turns"  # set on it: event-loop turns a starting batch waits for arrivals
 _PATCHED = "infstack_patched_dispatchers"
@@ -48,14 +45,6 @@ def batches_in_flight(count: int) -> Decorator:
     limit is 1). Worth it where a batch mostly waits on another process, as the text model's wait on
     the embedding service: the next batch travels while the GPU encodes this one."""
     return _marker(BATCHES_IN_FLIGHT, count)
-
-
-def dispatch_when_idle(on: bool) -> Decorator:
-    """A request of this API that finds its dispatcher idle (nothing queued, no batch running) starts a
-    batch at the end of the event loop's current turn, with every request that reaches the dispatcher in
-    that turn: no queue, no controller wake-up, no timer. Requests that arrive while a batch runs queue
-    and batch as before."""
-    return _marker(DISPATCH_WHEN_IDLE, on)
 
 
 def learn_wait_from_batches(on: bool) -> Decorator:
@@ -82,57 +71,6 @@ def gather_turns(turns: int) -> Decorator:
     return _marker(GATHER_TURNS, turns)
 
 
-def _dispatch_when_idle(dispatcher: Any) -> None:
-    """A request that finds the dispatcher idle (nothing queued, no batch running) opens a batch for this
-    turn of the event loop; every request of the API that reaches the dispatcher in the same turn joins
-    it (up to ``max_batch_size`` rows), and the batch starts once the turn's callbacks have run. Requests
-    read from the sockets together so batch together without a timer: a model computed on the event loop
-    (tabular) never leaves the dispatcher busy for the next request to see, so a batch of one per idle
-    request would never batch at all. Requests that find a batch running or a queue take BentoML's
-    controller (its holds, its shedding), as before."""
-    from bentoml._internal.marshal.dispatcher import Job
-
-    queued = dispatcher.inbound_call
-    turn: list[Any] = []  # the jobs of the batch this turn gathers; empty: none open
-    turn_rows = 0
-    running: set[asyncio.Task[None]] = set()  # strong references to batches started here
-
-    def keep(task: asyncio.Task[None]) -> None:
-        running.add(task)
-        task.add_done_callback(running.discard)
-
-    async def wake_controller() -> None:
-        async with dispatcher._wake_event:
-            dispatcher._wake_event.notify_all()
-
-    def start_turn_batch() -> None:
-        nonlocal turn, turn_rows
-        jobs, turn, turn_rows = tuple(turn), [], 0
-        loop = asyncio.get_running_loop()
-        if dispatcher._sema.is_locked():  # the controller started a batch this turn: queue these for it
-            dispatcher._queue.extendleft(reversed(jobs))
-            keep(loop.create_task(wake_controller()))  # it may be waiting for a queue it saw empty
-            return
-        dispatcher._sema.acquire()  # released by outbound_call
-        keep(loop.create_task(dispatcher.outbound_call(jobs)))
-
-    async def inbound_call(data: Any) -> Any:
-        nonlocal turn_rows
-        rows = dispatcher.get_batch_size(data)
-        if turn and turn_rows + rows <= dispatcher.max_batch_size:
-            pass  # join this turn's batch
-        elif turn or dispatcher._queue or dispatcher._sema.is_locked() or rows > dispatcher.max_batch_size:
-            return await queued(data)  # (a request larger than a batch: BentoML's controller splits it)
-        else:
-            asyncio.get_running_loop().call_soon(start_turn_batch)  # after the callbacks due in this turn
-        job = Job(time.time(), data, asyncio.get_running_loop().create_future())
-        turn.append(job)
-        turn_rows += rows
-        return await job.future  # its result, or the exception as a value, as the queued path returns
-
-    dispatcher.inbound_call = inbound_call
-
-
 def _learn_wait_from_batches(dispatcher: Any) -> None:
     optimizer = dispatcher.optimizer
     log = optimizer.log_outbound
@@ -146,7 +84,7 @@ def _learn_wait_from_batches(dispatcher: Any) -> None:
 
 
 def _gather_turns(dispatcher: Any, turns: int) -> None:
-    """See :func:`gather_turns`. Wraps ``outbound_call``: the controller (or the turn path) has taken
+    """See :func:`gather_turns`. Wraps ``outbound_call``: the controller has taken
     the batch's jobs and holds the dispatcher's semaphore; jobs that reach the queue meanwhile join."""
     send = dispatcher.outbound_call
     partners = False  # had the last batch more than one request? (a lone client's batches never wait)
@@ -260,8 +198,6 @@ def patch_dispatchers() -> None:
             func = self.service.apis[name].func
             if (count := getattr(func, BATCHES_IN_FLIGHT, 1)) > 1:
                 dispatcher._sema = NonBlockSema(count)
-            if getattr(func, DISPATCH_WHEN_IDLE, False):
-                _dispatch_when_idle(dispatcher)
             if getattr(func, LEARN_WAIT_FROM_BATCHES, False):
                 _learn_wait_from_batches(dispatcher)
             if (turns := getattr(func, GATHER_TURNS, 0)) > 0:

@@ -18,7 +18,6 @@ from services.answer_on_error import AnswerOnError
 from services.bentoml_adapter import add_middleware, fix_bentoml
 from services.bentoml_dispatch import (
     batches_in_flight,
-    dispatch_when_idle,
     gather_turns,
     learn_wait_from_batches,
 )
@@ -87,7 +86,6 @@ def _batched_api(model: type[ClassicModel]) -> Any:
     batches_in_flight(
         CONFIG.batches_in_flight_for(spec.kind, waits_on_embeddings, SETTINGS.embedding.on_gpu)
     )(api)
-    dispatch_when_idle(CONFIG.dispatch_when_idle)(api)
     learn_wait_from_batches(CONFIG.learn_wait_from_batches)(api)
     gather_turns(CONFIG.gather_turns)(api)
     return bentoml.api(batchable=CONFIG.batching, **batching)(api)

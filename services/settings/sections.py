@@ -120,15 +120,6 @@ class ClassicBase(Section):
         description="False serves the classic APIs without BentoML's dispatcher, one model call per request "
         "(the benchmark's baseline; BentoML's max_batch_size must be >= 2, so it cannot mean off).",
     )
-    dispatch_when_idle: bool = Field(
-        default=False,
-        description="A request that finds its model's dispatcher idle starts a batch at the end of the event "
-        "loop's turn, with every request that reached the dispatcher in that turn (no queue, no controller, no "
-        "timer); requests arriving while a batch runs queue as before. Off: on an H100 host tabular gained 6% at "
-        "c=64 but text lost 15% (benchmarks/results/classic_ab_gpu_h100_dec06.json), and on the 2-core CPU "
-        "tabular lost 21% at c=8 (classic_forest_turns_cpu_dec06.json). Its first form, a batch of one per idle "
-        "request, lost 37% at c=64 on tabular (classic_dispatch_when_idle_cpu.json).",
-    )
     gather_turns: int = Field(
         default=8,
         ge=0,

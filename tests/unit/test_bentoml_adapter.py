@@ -304,51 +304,6 @@ def test_a_marked_batchable_api_runs_that_many_batches_at_once_and_others_one() 
     assert _probe(BATCHES_AT_ONCE) == {"plain": 1, "marked": 3}
 
 
-# A marked API batches the requests that reach its idle dispatcher in one turn of the event loop, with no
-# timer, even for a model that answers without awaiting (computed on the loop); rows beyond max_batch_size,
-# a request larger than a batch and requests that come while a batch runs queue for BentoML's controller.
-# Last, past BentoML's warm-up, a dispatcher taught to hold requests 1 s: the lone request waits that long
-# in the controller but not on the turn path.
-IDLE_DISPATCH = dispatcher_probe("dispatch_when_idle(True)", 8, """
-import time
-async def measure(dispatcher) -> list:
-    sizes = []
-    async def batch(requests):  # each request's rows in, each request's answers out
-        rows = [row for request in requests for row in request]
-        sizes.append(len(rows))
-        if 13 in rows:
-            raise ValueError("row 13")
-        if 99 in rows:  # a batch that waits on something else: others arrive meanwhile
-            await asyncio.sleep(0.05)
-        return [[row * 10 for row in request] for request in requests]
-    call = dispatcher(batch)
-    together = await asyncio.gather(*(call([i]) for i in range(1, 7)))
-    over = await asyncio.gather(*(call([i]) for i in range(10)))
-    slow = asyncio.ensure_future(call([99]))
-    await asyncio.sleep(0.01)
-    behind = await asyncio.gather(*(call([i]) for i in range(2, 6)))
-    failed = await asyncio.gather(call([13]), return_exceptions=True)
-    large = await call(list(range(20, 30)))  # 10 rows > max_batch_size 8
-    assert together == [[10], [20], [30], [40], [50], [60]] and over == [[i * 10] for i in range(10)], over
-    assert await slow == [990] and behind == [[20], [30], [40], [50]] and large == [r * 10 for r in range(20, 30)]
-    sizes_so_far = list(sizes)
-    for i in range(12):  # past BentoML's warm-up batches
-        await call([i])
-    dispatcher.optimizer.wait = 1.0  # as if past batches' first requests had waited 1 s
-    started = time.perf_counter()
-    await call([7])
-    return [*sizes_so_far, type(failed[0]).__name__, round(time.perf_counter() - started, 1)]
-""")  # fmt: skip
-
-
-def test_a_marked_api_batches_the_requests_of_one_loop_turn_and_queues_the_rest() -> None:
-    found = _probe(IDLE_DISPATCH)
-    *sizes, error, lone_wait_s = found["marked"]
-    assert sizes[:6] == [6, 8, 2, 1, 4, 1] and sum(sizes[6:]) == 10 and max(sizes[6:]) <= 8, sizes
-    assert error == "ValueError" and lone_wait_s < 0.5
-    assert found["plain"][-1] >= 0.5  # BentoML's controller held its lone request
-
-
 # After a burst of load (batches that take 20 ms, 40 requests at a time), requests come one at a time:
 # how long does a lone request take (the model answers a single row at once)?
 LONE_AFTER_LOAD = dispatcher_probe("learn_wait_from_batches(True)", 16, """
