@@ -7,7 +7,8 @@
 # Issue 16's steps (classic, embedding): bentoml, LitServe, xgboost, the packaged MiniLM and vLLM (the gateway's
 # tiny LLM) in python3, infinity-emb in its own prefix ($INFINITY_PYTHON); `models` trains the classic models and builds the tiny LLM there.
 # The GPU image's jax is built for numpy 2: infinity's prefix (numpy 1.26, transformers 4.57,
-# sentence-transformers 3.4.1) imports only with USE_FLAX=0 USE_JAX=0 USE_TF=0 set by $INFINITY_PYTHON, e.g.
+# sentence-transformers 3.4.1, and scipy 1.17 / scikit-learn 1.9: the image's scipy needs numpy 2) imports only
+# with USE_FLAX=0 USE_JAX=0 USE_TF=0 set by $INFINITY_PYTHON, e.g.
 #   printf '#!/bin/sh\nUSE_FLAX=0 USE_JAX=0 USE_TF=0 PYTHONPATH=/tmp/infsite exec python3 "$@"\n' > /tmp/infpy
 #
 # Each step writes its JSON + PNG under $OUT (default benchmarks/results). LitServe runs from the same
