@@ -151,6 +151,19 @@ def group_members(group: int) -> list[int]:
     return members
 
 
+def _refused_within(url: str, deadline_s: float) -> bool:
+    """Whether a new request to ``url`` fails to be answered (refused, reset or never read) within
+    ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=3)
+        except httpx.TransportError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_a_stop_lets_the_stream_in_flight_finish_and_flushes_the_cache(hardened: BentoServer) -> None:
     """Last in this module: SIGTERM to the server while a deterministic stream is in flight."""
     payload = {**stream(hardened.url, 600, prompt="Drain me")["json"], "temperature": 0}
@@ -171,10 +184,10 @@ def test_a_stop_lets_the_stream_in_flight_finish_and_flushes_the_cache(hardened:
     assert first_chunk.wait(30), "the stream did not start"
     assert b"[DONE]" not in b"".join(chunks), "the stream ended before the stop: nothing was in flight"
     os.kill(hardened.proc.pid, signal.SIGTERM)  # type: ignore[union-attr]
-    time.sleep(0.5)
-    # No new request is answered: refused, reset, or left unaccepted until the listening socket closes.
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{hardened.url}/livez", timeout=3)
+    # Soon no new request is answered: refused, reset, or left unaccepted until the listening socket closes.
+    # Polled, not after a fixed pause: under the whole suite's load one request 0.5 s after the stop was still
+    # answered (CI of 64c8d04), and one the server takes before the stop reaches its workers rightly is.
+    assert _refused_within(f"{hardened.url}/livez", deadline_s=15), "still answering 15 s after the stop"
     reader.join(120)
     hardened.proc.wait(60)  # type: ignore[union-attr]
     body = b"".join(chunks)
