@@ -55,6 +55,10 @@ for step in "$@"; do
         --variant gil_0.5ms:INFSTACK_EMBEDDING__GIL_SWITCH_INTERVAL_MS=0.5 \
         --name classic_gil_switch_gpu_h200_dec02
       cp benchmarks/results/classic_gil_switch_gpu_h200_dec02.* "$OUT"/ 2>/dev/null ;;
+    profile_text)  # issue 16: py-spy of every worker, text at 8 clients, ClassicML alone then the whole Bento
+      # (needs py-spy: PYSPY=/path/to/py-spy; the GPU image has none, carry its wheel)
+      INFSTACK_EMBEDDING__DEVICE=cuda:0 INFSTACK_LLM__ENFORCE_EAGER=true INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
+        OUT="$OUT/profile_text_gpu_${GPU}_${TAG}" bash benchmarks/profile_workers.sh text 8 20 ;;
     models)  # the classic models and the tiny LLM the gateway's defaults serve
       python3 -m models.ensure ;;
     gputests)
