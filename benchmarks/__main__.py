@@ -7,6 +7,7 @@ python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode
 python -m benchmarks semantic_cache ...     # near-duplicate prompts: semantic cache on vs exact only vs raw
 python -m benchmarks embedding_peers ...    # embedding misses vs infinity-emb (make bench-embedding-peers)
 python -m benchmarks profile_trace ...      # a vLLM profiler trace and its top kernels
+python -m benchmarks profile_workers --out D # py-spy and CPU per process: ClassicML alone vs the whole Bento
 python -m benchmarks soak --minutes 10      # mixed load at 80% of peak: lost, corrupted, 5xx, RSS
 python -m benchmarks report                 # benchmarks/results/REPORT.md from the committed JSON
 """
@@ -24,6 +25,7 @@ SCENARIOS = {
     "semantic_cache": "benchmarks.semantic_cache",
     "embedding_peers": "benchmarks.embedding_peers",
     "profile_trace": "benchmarks.profile_trace",
+    "profile_workers": "benchmarks.profile_workers",
     "soak": "benchmarks.soak",
     "report": "benchmarks.report",
 }

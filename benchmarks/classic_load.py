@@ -148,32 +148,3 @@ def report(cell: dict[str, Any]) -> None:
         f"shed {cell['shed_fraction']:.1%}  foreign cores {cell['cpu']['foreign_cores']:.2f}",
         flush=True,
     )
-
-
-def drive(url: str, model: str, concurrency: int, duration_s: float) -> str:
-    """One closed-loop cell against a server someone else started (benchmarks/profile_workers.sh)."""
-
-    async def run() -> tuple[float, list[float], Counter[int]]:
-        workload = Workload()
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(url, connector=connector) as session:
-            return await timed_loop(
-                session, ROUTES[model], lambda: workload.body(model), concurrency, duration_s
-            )
-
-    wall_s, latencies, statuses = asyncio.run(run())
-    lat = latency_summary_ms(latencies) if latencies else {}
-    return (
-        f"{model} c={concurrency}: {len(latencies) / wall_s:.1f} rows/s, p50 {lat.get('p50', 0):.2f} ms, "
-        f"p99 {lat.get('p99', 0):.2f} ms, statuses {dict(statuses)}"
-    )
-
-
-if __name__ == "__main__":
-    cli = argparse.ArgumentParser(description="One closed-loop cell against a running server.")
-    cli.add_argument("url")
-    cli.add_argument("model", choices=sorted(ROUTES))
-    cli.add_argument("concurrency", type=int)
-    cli.add_argument("seconds", type=float)
-    given = cli.parse_args()
-    print(drive(given.url, given.model, given.concurrency, given.seconds))

@@ -58,7 +58,8 @@ for step in "$@"; do
     profile_text)  # issue 16: py-spy of every worker, text at 8 clients, ClassicML alone then the whole Bento
       # (needs py-spy: PYSPY=/path/to/py-spy; the GPU image has none, carry its wheel)
       INFSTACK_EMBEDDING__DEVICE=cuda:0 INFSTACK_LLM__ENFORCE_EAGER=true INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
-        OUT="$OUT/profile_text_gpu_${GPU}_${TAG}" bash benchmarks/profile_workers.sh text 8 20 ;;
+        python3 -m benchmarks profile_workers --model text --concurrency 8 --duration 20 \
+        --pyspy "${PYSPY:-py-spy}" --out "$OUT/profile_text_gpu_${GPU}_${TAG}" ;;
     models)  # the classic models and the tiny LLM the gateway's defaults serve
       python3 -m models.ensure ;;
     gputests)
