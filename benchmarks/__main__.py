@@ -6,6 +6,7 @@ python -m benchmarks classic_after_peak ... # c=1 before and after a c=64 peak: 
 python -m benchmarks embedding_cache ...    # cache hits vs misses vs raw encode (--hit-rates: a sweep)
 python -m benchmarks semantic_cache ...     # near-duplicate prompts: semantic cache on vs exact only vs raw
 python -m benchmarks embedding_peers ...    # embedding misses vs infinity-emb (make bench-embedding-peers)
+python -m benchmarks embedding_passes ...   # one forward pass on a GPU: eager vs CUDA graphs
 python -m benchmarks profile_trace ...      # a vLLM profiler trace and its top kernels
 python -m benchmarks profile_workers --out D # py-spy and CPU per process: ClassicML alone vs the whole Bento
 python -m benchmarks soak --minutes 10      # mixed load at 80% of peak: lost, corrupted, 5xx, RSS
@@ -24,6 +25,7 @@ SCENARIOS = {
     "embedding_cache": "benchmarks.embedding_cache",
     "semantic_cache": "benchmarks.semantic_cache",
     "embedding_peers": "benchmarks.embedding_peers",
+    "embedding_passes": "benchmarks.embedding_passes",
     "profile_trace": "benchmarks.profile_trace",
     "profile_workers": "benchmarks.profile_workers",
     "soak": "benchmarks.soak",

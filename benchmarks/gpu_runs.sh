@@ -43,12 +43,16 @@ for step in "$@"; do
       python3 -m benchmarks classic_batching --duration 5 --attempts 1 --sweep-tabular-ms --sweep-text-ms \
         --env INFSTACK_EMBEDDING__DEVICE=cuda:0 ${VARIANTS:-} --name "classic_ab_gpu_${GPU}_${TAG}"
       cp benchmarks/results/classic_ab_gpu_"${GPU}"_"${TAG}".* "$OUT"/ 2>/dev/null ;;
-    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda, and at the whole Bento's public port
+    embedding)  # issue 16: embedding misses vs infinity-emb, both on cuda, and at the whole Bento's public port;
+      # $VARIANTS: more embedding_peers arguments, e.g. "--variant eager:INFSTACK_EMBEDDING__CUDA_GRAPHS=false"
+      # shellcheck disable=SC2086  # VARIANTS is a list of arguments
       python3 -m benchmarks embedding_peers --infinity-python "${INFINITY_PYTHON:?set INFINITY_PYTHON}" \
         --device cuda --seconds 8 --rounds 1 --quiet-wait-s 3 --gateway \
         --gateway-env INFSTACK_EMBEDDING__DEVICE=cuda:0 --gateway-env INFSTACK_LLM__ENFORCE_EAGER=true \
-        --gateway-env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 \
+        --gateway-env INFSTACK_LLM__GPU_MEMORY_UTILIZATION=0.3 ${VARIANTS:-} \
         --out "$OUT/embedding_vs_infinity_gpu_${GPU}_${TAG}_gateway.json" ;;
+    embedding_passes)  # one MiniLM forward pass, eager vs CUDA graphs, 1..64 texts (diagnostic)
+      python3 -m benchmarks embedding_passes --device cuda:0 --out "$OUT/embedding_passes_gpu_${GPU}_${TAG}.json" ;;
     classic_text)  # issue 16: ours only (no LitServe), both models at c=1/8, the embedding worker's GIL switch interval
       python3 -m benchmarks classic_batching --duration 5 --attempts 1 --concurrency 1 8 \
         --sweep-tabular-ms --sweep-text-ms --env INFSTACK_EMBEDDING__DEVICE=cuda \

@@ -7,7 +7,7 @@ Bento imports this module through the service classes, and only the embedding wo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,14 +60,25 @@ def encode_batch(model: SentenceTransformer, texts: list[str]) -> np.ndarray:
     Safe on several threads at once (the batcher's ``batches_in_flight``): every call asks the tokenizer
     for the same padding and truncation, which it then leaves as they are (the state a fast tokenizer
     keeps, see ``TokenCounter``), and the forward pass keeps nothing between calls."""
-    import torch
+    return forward_pass(model, tokenized(model, texts))
 
+
+def tokenized(model: SentenceTransformer, texts: list[str]) -> dict[str, Any]:
+    """The model's input features for ``texts``, on the CPU, padded to the longest of them."""
     # preprocess where it exists (sentence-transformers 6 deprecates tokenize); tokenize in older ones.
     prepare = getattr(model, "preprocess", None) or model.tokenize
+    features: dict[str, Any] = prepare(texts)
+    return features
+
+
+def forward_pass(model: SentenceTransformer, features: dict[str, Any]) -> np.ndarray:
+    """The float32 sentence vectors of one forward pass over ``features`` (moved to the model's device)."""
+    import torch
+
     device = model.device
-    features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in prepare(texts).items()}
+    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
     with torch.inference_mode():
-        vectors: np.ndarray = model(features)["sentence_embedding"].float().cpu().numpy()
+        vectors: np.ndarray = model(on_device)["sentence_embedding"].float().cpu().numpy()
     return vectors
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from typing import cast
 
 import bentoml
@@ -22,6 +23,7 @@ from services.cache.keys import embedding_namespace
 from services.cache.store import open_store
 from services.cache.write_behind import WriteBehindStore
 from services.embedding.batcher import TextBatcher
+from services.embedding.cuda_graphs import graphed_or_eager
 from services.embedding.lookup import CachedEmbedder, Overloaded, normalized
 from services.embedding.model import (
     TokenCounter,
@@ -73,6 +75,9 @@ class EmbeddingCache:
         beside_engine = shares_cores_with_engine(dependency_url("llm"), gpu_count())
         self.model = load_sentence_model(CONFIG.model_id, CONFIG.device, beside_cpu_engine=beside_engine)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
+        graphed = graphed_or_eager(self.model, CONFIG.max_batch_size) if CONFIG.uses_cuda_graphs() else None
+        self.cuda_graphs = graphed.graph_count if graphed else 0
+        self.encode_pass = graphed.encode if graphed else partial(encode_batch, self.model)
         self.token_counter = TokenCounter(self.model)
         self.store = WriteBehindStore(open_store(SETTINGS.cache, cache="embedding"))
         self.embedder = CachedEmbedder(
@@ -129,12 +134,13 @@ class EmbeddingCache:
 
     @bentoml.api
     def info(self) -> dict[str, object]:
-        """Model, dimension, store backend and whether it answers: the readiness view."""
+        """Model, dimension, store backend and whether it answers, CUDA graphs captured: the readiness view."""
         return {
             "model": self.model_id,
             "dimension": self.dimension,
             "cache_backend": self.store.backend,
             "cache_backend_up": self.store.ping(),
+            "cuda_graphs": self.cuda_graphs,
         }
 
     def _run_model(self, texts: list[str]) -> np.ndarray:
@@ -143,7 +149,7 @@ class EmbeddingCache:
         started = time.perf_counter()
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for group in length_groups(texts, self.max_padded_chars, self.longest_chars):
-            vectors[group] = encode_batch(self.model, [texts[i] for i in group])
+            vectors[group] = self.encode_pass([texts[i] for i in group])
         metrics.EMBEDDING_MODEL_SECONDS.observe(time.perf_counter() - started)
         metrics.EMBEDDING_BATCH_SIZE.observe(len(texts))
         return vectors

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, create_model, field_validator
+from pydantic import Field, SecretStr, create_model, field_validator, model_validator
 
 from services.settings.section import Section
 
@@ -84,6 +84,12 @@ class EmbeddingSettings(Section):
         "Python's 5 ms. 0.5 ms measured below the default in five of six cells on an H200 (1x8 331 vs 415 "
         "texts/s; benchmarks/results/embedding_vs_infinity_gpu_h200_dec02_final.json).",
     )
+    cuda_graphs: bool | None = Field(
+        default=None,
+        description="Replay the model's forward pass as CUDA graphs, one captured per (texts, tokens) bucket "
+        "at start (services/embedding/cuda_graphs.py): a pass's kernels launched in one call instead of one "
+        "by one from Python, which bounded the worker on a GPU host. None: on for a cuda device; true needs one.",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(
@@ -93,6 +99,16 @@ class EmbeddingSettings(Section):
     @property
     def on_gpu(self) -> bool:
         return self.device.startswith("cuda")
+
+    @model_validator(mode="after")
+    def _graphs_need_a_gpu(self) -> EmbeddingSettings:
+        if self.cuda_graphs and not self.on_gpu:
+            raise ValueError(f"cuda_graphs=true needs a cuda device, not device={self.device!r}")
+        return self
+
+    def uses_cuda_graphs(self) -> bool:
+        """``cuda_graphs`` as set, or its default for ``device``."""
+        return self.on_gpu if self.cuda_graphs is None else self.cuda_graphs
 
     def effective_batches_in_flight(self) -> int:
         """``batches_in_flight`` as set, or its default for ``device``."""

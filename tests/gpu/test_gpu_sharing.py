@@ -58,6 +58,8 @@ def test_cuda_0_shares_the_gpu_with_the_llm(session_dir: Path, classic_models: d
     try:
         answer = httpx.post(f"{server.url}/v1/embeddings", json={"input": ["on the GPU"]}, timeout=60)
         assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 384
+        status = httpx.get(f"{server.url}/status", timeout=30).json()
+        assert status["embeddings"]["cuda_graphs"] == 7 * 5  # texts 1..64 x tokens 16..256, by default
         completion = httpx.post(f"{server.url}/v1/completions", timeout=120,
                                 json={"prompt": "a b", "max_tokens": 4, "temperature": 0, "ignore_eos": True})  # fmt: skip
         assert completion.status_code == 200, completion.text

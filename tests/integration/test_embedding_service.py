@@ -155,6 +155,7 @@ def test_info_reports_model_and_backend(embedding_server) -> None:
         "dimension": 384,
         "cache_backend": "disk",
         "cache_backend_up": True,
+        "cuda_graphs": 0,  # cpu: eager passes
     }
 
 

@@ -9,29 +9,23 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
-from services.embedding.model import TokenCounter, encode_batch, load_sentence_model
+from services.embedding.model import TokenCounter, encode_batch
 
 TEXTS = [("word " * n).strip() for n in (1, 7, 3, 19, 2, 11, 5, 23)]
 
 
-@pytest.fixture(scope="module")
-def model():  # the real packaged MiniLM (sentence-transformers), loaded once
-    return load_sentence_model("all-MiniLM-L6-v2")
-
-
-def test_one_forward_pass_gives_the_vectors_encode_gives(model) -> None:
+def test_one_forward_pass_gives_the_vectors_encode_gives(minilm) -> None:
     texts = [*TEXTS, "Ünïcödé, emoji 🙂 and CJK 漢字", "x" * 5000]  # mixed lengths, one past truncation
-    expected = model.encode(texts, batch_size=len(texts), convert_to_numpy=True)
-    got = encode_batch(model, texts)
+    expected = minilm.encode(texts, batch_size=len(texts), convert_to_numpy=True)
+    got = encode_batch(minilm, texts)
     assert got.dtype == np.float32 and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(encode_batch(model, texts[:1]), expected[:1], rtol=0, atol=1e-5)  # alone
+    np.testing.assert_allclose(encode_batch(minilm, texts[:1]), expected[:1], rtol=0, atol=1e-5)  # alone
 
 
-def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
-    counter = TokenCounter(model)
+def test_counting_while_the_model_encodes_does_not_break_either(minilm) -> None:
+    counter = TokenCounter(minilm)
     expected = counter(TEXTS)
     errors: list[BaseException] = []
     stop = time.monotonic() + 3
@@ -39,7 +33,7 @@ def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
     def encode_loop() -> None:
         while time.monotonic() < stop:
             try:
-                model.encode(TEXTS, batch_size=len(TEXTS))
+                minilm.encode(TEXTS, batch_size=len(TEXTS))
             except Exception as exc:  # the failure this test is about
                 errors.append(exc)
                 return
@@ -55,11 +49,11 @@ def test_counting_while_the_model_encodes_does_not_break_either(model) -> None:
     assert expected == sum(n + 2 for n in (1, 7, 3, 19, 2, 11, 5, 23))  # words plus [CLS] and [SEP]
 
 
-def test_batches_in_flight_on_threads_get_their_own_vectors(model) -> None:
+def test_batches_in_flight_on_threads_get_their_own_vectors(minilm) -> None:
     """Two threads encoding at once with one model (the batcher's batches_in_flight=2), batches of
     different lengths: every vector is what encode gives, and the tokenizer never fails."""
     batches = [TEXTS, TEXTS[::-1], TEXTS[:3], TEXTS[2:]]
-    expected = [model.encode(b, batch_size=len(b), convert_to_numpy=True) for b in batches]
+    expected = [minilm.encode(b, batch_size=len(b), convert_to_numpy=True) for b in batches]
     errors: list[BaseException] = []
     stop = time.monotonic() + 3
 
@@ -68,7 +62,7 @@ def test_batches_in_flight_on_threads_get_their_own_vectors(model) -> None:
         while time.monotonic() < stop:
             b = i % len(batches)
             try:
-                np.testing.assert_allclose(encode_batch(model, batches[b]), expected[b], rtol=0, atol=1e-5)
+                np.testing.assert_allclose(encode_batch(minilm, batches[b]), expected[b], rtol=0, atol=1e-5)
             except BaseException as exc:  # a wrong vector or a tokenizer failure: what this test is about
                 errors.append(exc)
                 return

@@ -1,0 +1,42 @@
+"""services/embedding/cuda_graphs.py on the CPU: the buckets graphs are captured for, and the padding a
+replay adds, which must not change a vector (the real MiniLM, an eager pass over the padded features).
+The capture and replay themselves need a GPU: tests/gpu/test_embedding_graphs.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from services.embedding.cuda_graphs import bucket_for, buckets, padded
+from services.embedding.model import encode_batch, forward_pass, tokenized
+from services.settings.sections import EmbeddingSettings
+
+
+def test_buckets_double_up_to_the_largest_which_is_always_one() -> None:
+    assert buckets(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert buckets(256, 16) == (16, 32, 64, 128, 256)
+    assert buckets(100) == (1, 2, 4, 8, 16, 32, 64, 100)  # a max_batch_size that is no power of two
+    assert buckets(1) == (1,)
+    assert [bucket_for(n, buckets(64)) for n in (1, 3, 4, 33, 64, 65)] == [1, 4, 4, 64, 64, None]
+
+
+def test_padding_to_a_bucket_changes_no_vector(minilm) -> None:
+    texts = ["short", "a somewhat longer sentence about sockets and ports", "word " * 400]  # one truncated
+    features = tokenized(minilm, texts)
+    rows, tokens = features["input_ids"].shape
+    grown = padded(features, 4, 512)
+    assert grown["input_ids"].shape == (4, 512) and rows == 3 and tokens == 256
+    assert grown["attention_mask"][3].tolist() == [1] + [0] * 511  # an added row attends to one position
+    assert grown["attention_mask"][0, tokens:].sum() == 0  # added tokens are padding
+    np.testing.assert_allclose(
+        forward_pass(minilm, grown)[:rows], encode_batch(minilm, texts), rtol=0, atol=1e-5
+    )
+
+
+def test_graphs_follow_the_device_and_true_needs_a_gpu() -> None:
+    assert EmbeddingSettings(device="cuda:0").uses_cuda_graphs()
+    assert not EmbeddingSettings(device="cuda:0", cuda_graphs=False).uses_cuda_graphs()
+    assert not EmbeddingSettings(device="cpu").uses_cuda_graphs()
+    with pytest.raises(ValidationError, match="cuda_graphs=true needs a cuda device"):
+        EmbeddingSettings(device="cpu", cuda_graphs=True)
