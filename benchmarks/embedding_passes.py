@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         print(cell, flush=True)
     result = {
         **run_metadata("embedding_passes", ["torch", "sentence-transformers", "transformers"]),
-        "argv": vars(args) | {"out": str(args.out)},
+        "argv": [
+            "python",
+            "-m",
+            "benchmarks",
+            "embedding_passes",
+            *(argv if argv is not None else sys.argv[1:]),
+        ],
         "graphs": graphed.graph_count,
         "capture_s": round(capture_s, 2),
         "cells": cells,

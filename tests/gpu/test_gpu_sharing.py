@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from scripts.procs import BentoServer, free_port
+from services.embedding.cuda_graphs import buckets
 from tests.conftest import GATEWAY_TARGET, gateway_env
 
 pytestmark = pytest.mark.gpu
@@ -51,15 +52,15 @@ def test_a_second_gpu_claim_on_one_gpu_stops_the_server_with_the_reason(
 
 
 def test_cuda_0_shares_the_gpu_with_the_llm(session_dir: Path, classic_models: dict) -> None:
-    server = BentoServer(
-        GATEWAY_TARGET, _env(session_dir, classic_models, "cuda:0"), session_dir / "share.log"
-    )
+    env = _env(session_dir, classic_models, "cuda:0")
+    server = BentoServer(GATEWAY_TARGET, env, session_dir / "share.log")
     server.start(ready_timeout_s=600)
     try:
         answer = httpx.post(f"{server.url}/v1/embeddings", json={"input": ["on the GPU"]}, timeout=60)
         assert answer.status_code == 200 and len(answer.json()["data"][0]["embedding"]) == 384
         status = httpx.get(f"{server.url}/status", timeout=30).json()
-        assert status["embeddings"]["cuda_graphs"] == 7 * 5  # texts 1..64 x tokens 16..256, by default
+        texts_buckets = len(buckets(int(env["INFSTACK_EMBEDDING__MAX_BATCH_SIZE"])))  # 1, 2, 4, 8 here
+        assert status["embeddings"]["cuda_graphs"] == texts_buckets * 5  # x tokens 16..256 (MiniLM)
         completion = httpx.post(f"{server.url}/v1/completions", timeout=120,
                                 json={"prompt": "a b", "max_tokens": 4, "temperature": 0, "ignore_eos": True})  # fmt: skip
         assert completion.status_code == 200, completion.text
