@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 SHORTEST_TOKENS = 16  # the smallest token bucket: a one-word text is 3 tokens, and a pass costs no less
 
 
@@ -94,7 +94,7 @@ class GraphedEncoder:
             for rows in reversed(self.row_sizes)
             for tokens in reversed(self.token_sizes)
         }
-        LOG.info(
+        log.info(
             "embedding model: %d CUDA graphs captured in %.1f s (texts %s x tokens %s)",
             len(self._graphs), time.perf_counter() - started, self.row_sizes, self.token_sizes,
         )  # fmt: skip
@@ -146,5 +146,5 @@ def graphed_or_eager(model: SentenceTransformer, max_texts: int) -> GraphedEncod
     try:
         return GraphedEncoder(model, max_texts)
     except RuntimeError as exc:  # e.g. a host sync inside the model's forward
-        LOG.warning("embedding model: CUDA graphs off, eager passes (capture failed: %s)", exc)
+        log.warning("embedding model: CUDA graphs off, eager passes (capture failed: %s)", exc)
         return None

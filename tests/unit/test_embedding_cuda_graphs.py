@@ -40,3 +40,18 @@ def test_graphs_follow_the_device_and_true_needs_a_gpu() -> None:
     assert not EmbeddingSettings(device="cpu").uses_cuda_graphs()
     with pytest.raises(ValidationError, match="cuda_graphs=true needs a cuda device"):
         EmbeddingSettings(device="cpu", cuda_graphs=True)
+
+
+def test_a_model_that_cannot_be_captured_runs_eagerly_with_the_reason_logged(
+    minilm, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A capture error (e.g. a host sync inside a model's forward) cannot be caused on the CPU: the
+    encoder's constructor is replaced by one raising what torch raises there."""
+    from services.embedding import cuda_graphs
+
+    def fails(*_: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(cuda_graphs, "GraphedEncoder", fails)
+    assert cuda_graphs.graphed_or_eager(minilm, 64) is None
+    assert "CUDA graphs off, eager passes (capture failed: operation not permitted" in caplog.text
