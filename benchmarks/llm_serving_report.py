@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import format_table, run_metadata
+from benchmarks.common import command_line, format_table, run_metadata
 from benchmarks.llm_load import Load
 from benchmarks.llm_serving_args import slo, static_batchers
 from benchmarks.roofline import decode_floor, versus_floor
@@ -132,7 +131,7 @@ def build_report(args: argparse.Namespace, settings: LLMSettings, engine_env: di
             results: dict[str, dict[str, Any]], loads: list[Load], started: float,
             variant_changes: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     return run_metadata("llm_serving", PACKAGES) | {
-        "argv": ["python", "-m", "benchmarks.llm_serving", *(sys.argv[1:])],
+        "argv": command_line("llm_serving"),
         "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
         "engine_env": engine_env,
         "commands": commands,

@@ -28,7 +28,6 @@ import asyncio
 import json
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +35,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import BarPanel, latency_summary_ms, run_metadata, save_bar_panels, wait_for_quiet
+from benchmarks.common import (
+    BarPanel,
+    command_line,
+    latency_summary_ms,
+    run_metadata,
+    save_bar_panels,
+    wait_for_quiet,
+)
 from benchmarks.embedding_load import sentences
 from benchmarks.llm_serving_args import build_settings
 from benchmarks.llm_serving_report import write_json
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, ms in embed_ms.items():
         results[name]["embed_round_trip_ms"] = ms
     report = run_metadata("semantic_cache", PACKAGES) | {
-        "argv": ["python", "-m", "benchmarks", "semantic_cache", *sys.argv[1:]],
+        "argv": command_line("semantic_cache", argv),
         "engine_settings": settings.model_dump(mode="json", exclude={"engine_port"}),
         "load": {
             "requests": len(requests),

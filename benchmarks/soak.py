@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import run_metadata
+from benchmarks.common import command_line, run_metadata
 from benchmarks.soak_load import KINDS, Outcome, send
 from benchmarks.soak_report import plot, rss_by_process, summarize
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         if server is not None:
             server.stop()
     report = run_metadata("soak", PACKAGES) | {
-        "argv": ["python", "-m", "benchmarks", "soak", *(argv if argv is not None else [])],
+        "argv": command_line("soak", argv),
         "target": "given --url"
         if args.url
         else "bentoml serve services.gateway.service:Gateway (tiny model, test settings)",

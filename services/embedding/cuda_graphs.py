@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.embedding.model import forward_pass, tokenized
+from services.embedding.model import forward_pass, max_tokens, tokenized
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SHORTEST_TOKENS = 16  # the smallest token bucket: a one-word text is 3 tokens, and a pass costs no less
+CHECK_ATOL = 1e-3  # replay vs eager at start: H100, MiniLM, 1..65 texts agreed to 1e-4 (tests/gpu)
 
 
 def buckets(largest: int, smallest: int = 1) -> tuple[int, ...]:
@@ -41,19 +42,19 @@ def bucket_for(value: int, sizes: tuple[int, ...]) -> int | None:
     return next((size for size in sizes if size >= value), None)
 
 
-def padded(features: dict[str, Any], rows: int, tokens: int) -> dict[str, Any]:
+def padded(features: dict[str, Any], rows: int, tokens: int, pad_id: int = 0) -> dict[str, Any]:
     """``features`` (texts x tokens tensors) grown to ``rows`` x ``tokens``: an added token is padding
-    (id 0, mask 0) as the tokenizer's own; an added row attends to its first position only (a row with
-    nothing to attend to makes attention NaN). Entries that are not such tensors are kept as they are."""
+    (``pad_id``, mask 0) as the tokenizer's own; an added row attends to its first position only (a row with
+    nothing to attend to makes attention NaN). Other entries (sentence-transformers' ``modality``) are kept."""
     import torch
 
     grown: dict[str, Any] = {}
     for name, value in features.items():
-        if not (isinstance(value, torch.Tensor) and value.dim() == 2):
+        if not isinstance(value, torch.Tensor):
             grown[name] = value
             continue
         texts, length = value.shape
-        tensor = value.new_zeros((rows, tokens))
+        tensor = value.new_full((rows, tokens), pad_id if name == "input_ids" else 0)
         tensor[:texts, :length] = value
         if name == "attention_mask":
             tensor[texts:, 0] = 1
@@ -61,64 +62,109 @@ def padded(features: dict[str, Any], rows: int, tokens: int) -> dict[str, Any]:
     return grown
 
 
+def cells(
+    row_sizes: tuple[int, ...], token_sizes: tuple[int, ...], max_cell_tokens: int
+) -> list[tuple[int, int]]:
+    """The (texts, tokens) buckets to capture, largest first (the smaller ones then reuse its memory in the
+    shared pool), none past ``max_cell_tokens`` texts x tokens: the pool is sized by its largest cell."""
+    fitting = [
+        (rows, tokens) for rows in row_sizes for tokens in token_sizes if rows * tokens <= max_cell_tokens
+    ]
+    return sorted(fitting, key=lambda cell: (cell[0] * cell[1], cell[0]), reverse=True)
+
+
+class NotCapturable(RuntimeError):
+    """The model's pass cannot be served from graphs: the caller keeps eager passes."""
+
+
 @dataclass
 class _Graph:
+    """One captured pass: its bucket, the device tensors it reads (a batch is copied into them) and the
+    one it writes the sentence vectors to."""
+
+    rows: int
+    tokens: int
     graph: torch.cuda.CUDAGraph
-    inputs: dict[str, Any]  # the device tensors the graph reads: a replay's batch is copied into them
-    output: torch.Tensor  # where the graph writes the sentence vectors
+    inputs: dict[str, Any]  # device tensors, and the features' constants (e.g. modality "text")
+    output: torch.Tensor
 
 
 class GraphedEncoder:
     """``encode(texts)`` gives what ``encode_batch`` gives, by replaying the graph of the batch's bucket;
-    a batch past the largest bucket runs eagerly.
+    a batch past the largest captured cell runs eagerly.
 
-    Every bucket is captured at start (largest first, so the smaller ones reuse its memory in their shared
-    pool): a capture costs tens of milliseconds, which the first request of a new shape would pay.
-    Replays run one at a time, under a lock: the graphs share that pool and each its input tensors. The
-    batcher's other thread tokenizes meanwhile, the overlap its ``batches_in_flight`` is for.
+    Every cell is captured at start: a capture costs tens of milliseconds, which the first request of a new
+    shape would pay. A replay of a real batch is then checked against the eager pass. Replays run one at a
+    time, under a lock: the graphs share one memory pool and each its input tensors. The batcher's other
+    thread tokenizes meanwhile, the overlap its ``batches_in_flight`` is for.
     """
 
-    def __init__(self, model: SentenceTransformer, max_texts: int) -> None:
+    def __init__(self, model: SentenceTransformer, max_texts: int, max_cell_tokens: int) -> None:
         import torch
 
         self.model = model
+        self.device = model.device
         self.row_sizes = buckets(max_texts)
-        self.token_sizes = buckets(int(model.max_seq_length or 512), SHORTEST_TOKENS)
+        self.token_sizes = buckets(max_tokens(model), SHORTEST_TOKENS)
+        self.pad_id = int(getattr(model.tokenizer, "pad_token_id", None) or 0)
+        self.replays = 0  # passes served from a graph (the GPU tests read it)
         self._lock = threading.Lock()
         template = tokenized(model, ["a text the graphs are captured with"])
+        tensors = {name for name, value in template.items() if isinstance(value, torch.Tensor)}
+        if "input_ids" not in tensors or any(template[name].dim() != 2 for name in tensors):
+            raise NotCapturable(f"features other than texts x tokens tensors: {sorted(template)}")
+        self._constants = {name: value for name, value in template.items() if name not in tensors}
         self._keys = frozenset(template)
         pool = torch.cuda.graph_pool_handle()
-        started = time.perf_counter()
+        started, reserved = time.perf_counter(), torch.cuda.memory_reserved(self.device)
         self._graphs = {
-            (rows, tokens): self._capture(padded(template, rows, tokens), pool)
-            for rows in reversed(self.row_sizes)
-            for tokens in reversed(self.token_sizes)
+            (rows, tokens): self._capture(padded(template, rows, tokens, self.pad_id), pool)
+            for rows, tokens in cells(self.row_sizes, self.token_sizes, max_cell_tokens)
         }
+        self._check_against_eager()
         log.info(
-            "embedding model: %d CUDA graphs captured in %.1f s (texts %s x tokens %s)",
-            len(self._graphs), time.perf_counter() - started, self.row_sizes, self.token_sizes,
+            "embedding model: %d CUDA graphs captured in %.1f s, %.0f MiB (texts %s x tokens %s, cells of "
+            "<= %d tokens)", len(self._graphs), time.perf_counter() - started,
+            (torch.cuda.memory_reserved(self.device) - reserved) / 2**20, self.row_sizes, self.token_sizes,
+            max_cell_tokens,
         )  # fmt: skip
 
     @property
     def graph_count(self) -> int:
+        """Cells captured (the service's ``/info`` reports it)."""
         return len(self._graphs)
 
     def _capture(self, features: dict[str, Any], pool: Any) -> _Graph:  # pool: a graph_pool_handle
         import torch
 
-        device = self.model.device
-        inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-        with torch.inference_mode():
-            side = torch.cuda.Stream(device)  # type: ignore[no-untyped-call]
-            side.wait_stream(torch.cuda.current_stream(device))
+        rows, tokens = features["input_ids"].shape
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        # the model's device, not the current one: torch.cuda.graph captures on a stream of the current device
+        with torch.cuda.device(self.device), torch.inference_mode():
+            side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
+            side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):  # warm-up off the graph: lazy initialisation is not capturable
                 for _ in range(2):
                     self.model(dict(inputs))
-            torch.cuda.current_stream(device).wait_stream(side)
+            torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
                 output = self.model(dict(inputs))["sentence_embedding"]
-        return _Graph(graph, inputs, output)
+        return _Graph(rows, tokens, graph, inputs, output)
+
+    def _check_against_eager(self) -> None:
+        """A graph that captured nothing (kernels sent to another device's stream) replays stale vectors
+        without an error: one real batch is compared before any request is served from graphs."""
+        texts = ["graphs are checked against the eager pass", "short", "a third text"][: self.row_sizes[-1]]
+        replayed = self.encode(texts)
+        if self.replays != 1:
+            raise NotCapturable(
+                f"no captured cell holds {len(texts)} short texts (cuda_graph_max_cell_tokens)"
+            )
+        difference = float(abs(replayed - forward_pass(self.model, tokenized(self.model, texts))).max())
+        if not difference <= CHECK_ATOL:
+            raise NotCapturable(f"a replay differs from the eager pass by {difference:.2g}")
+        self.replays = 0
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """One pass over ``texts``: their float32 vectors, in order."""
@@ -127,24 +173,33 @@ class GraphedEncoder:
         features = tokenized(self.model, texts)
         texts_count, tokens = features["input_ids"].shape
         rows, width = bucket_for(texts_count, self.row_sizes), bucket_for(tokens, self.token_sizes)
-        graph = self._graphs.get((rows, width)) if rows and width else None
-        if graph is None or frozenset(features) != self._keys:
+        graph = self._graphs.get((rows or 0, width or 0))
+        if graph is None or not self._captured_alike(features):
             return forward_pass(self.model, features)
-        assert rows is not None and width is not None
-        grown = padded(features, rows, width)
-        with self._lock, torch.inference_mode():
+        grown = padded(features, graph.rows, graph.tokens, self.pad_id)
+        with self._lock, torch.cuda.device(self.device), torch.inference_mode():
             for name, static in graph.inputs.items():
                 if isinstance(static, torch.Tensor):
                     static.copy_(grown[name])
             graph.graph.replay()
             vectors: np.ndarray = graph.output[:texts_count].float().cpu().numpy()
+            self.replays += 1
         return vectors
 
+    def _captured_alike(self, features: dict[str, Any]) -> bool:
+        """Whether ``features`` have the captured keys and constants (a graph replays those as captured)."""
+        return frozenset(features) == self._keys and all(features[k] == v for k, v in self._constants.items())
 
-def graphed_or_eager(model: SentenceTransformer, max_texts: int) -> GraphedEncoder | None:
-    """A GraphedEncoder, or None (with the reason logged) for a model whose pass cannot be captured."""
+
+def graphed_or_eager(
+    model: SentenceTransformer, max_texts: int, max_cell_tokens: int
+) -> GraphedEncoder | None:
+    """A GraphedEncoder, or None (the reason logged) for a model whose pass cannot be captured."""
     try:
-        return GraphedEncoder(model, max_texts)
-    except RuntimeError as exc:  # e.g. a host sync inside the model's forward
-        log.warning("embedding model: CUDA graphs off, eager passes (capture failed: %s)", exc)
+        return GraphedEncoder(model, max_texts, max_cell_tokens)
+    except RuntimeError as exc:  # NotCapturable; a host sync inside the forward; out of memory
+        import torch
+
+        torch.cuda.empty_cache()  # what a partial capture reserved
+        log.warning("embedding model: CUDA graphs off, eager passes (%s)", exc)
         return None

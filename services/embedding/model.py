@@ -82,6 +82,11 @@ def forward_pass(model: SentenceTransformer, features: dict[str, Any]) -> np.nda
     return vectors
 
 
+def max_tokens(model: SentenceTransformer) -> int:
+    """Where the model truncates a text, in tokens (512, BERT's positions, where it does not say)."""
+    return int(model.max_seq_length or 512)
+
+
 def length_groups(texts: list[str], max_padded_chars: int | None, longest_chars: int) -> list[list[int]]:
     """Indices of ``texts`` in groups of similar length, each one model pass: shortest first, a group
     closed before its size times its longest text (capped at ``longest_chars``, where the model truncates)

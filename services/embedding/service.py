@@ -30,6 +30,7 @@ from services.embedding.model import (
     encode_batch,
     length_groups,
     load_sentence_model,
+    max_tokens,
     shares_cores_with_engine,
 )
 from services.embedding.openai_api import embeddings_route
@@ -75,7 +76,11 @@ class EmbeddingCache:
         beside_engine = shares_cores_with_engine(dependency_url("llm"), gpu_count())
         self.model = load_sentence_model(CONFIG.model_id, CONFIG.device, beside_cpu_engine=beside_engine)
         self.dimension = int(self.model.get_embedding_dimension() or 0)
-        graphed = graphed_or_eager(self.model, CONFIG.max_batch_size) if CONFIG.uses_cuda_graphs() else None
+        graphed = (
+            graphed_or_eager(self.model, CONFIG.max_batch_size, CONFIG.cuda_graph_max_cell_tokens)
+            if CONFIG.uses_cuda_graphs()
+            else None
+        )
         self.cuda_graphs = graphed.graph_count if graphed else 0
         self.encode_pass = graphed.encode if graphed else partial(encode_batch, self.model)
         self.token_counter = TokenCounter(self.model)
@@ -92,7 +97,7 @@ class EmbeddingCache:
         if CONFIG.gil_switch_interval_ms is not None:
             sys.setswitchinterval(CONFIG.gil_switch_interval_ms / 1000)
         self.max_padded_chars = CONFIG.padded_chars_per_pass()
-        self.longest_chars = CHARS_PER_TOKEN * int(self.model.max_seq_length or 512)  # where it truncates
+        self.longest_chars = CHARS_PER_TOKEN * max_tokens(self.model)  # where it truncates
 
     _settle_gc = bentoml.on_startup(settle_gc_on_start)
 

@@ -90,6 +90,13 @@ class EmbeddingSettings(Section):
         "at start (services/embedding/cuda_graphs.py): a pass's kernels launched in one call instead of one "
         "by one from Python, which bounded the worker on a GPU host. None: on for a cuda device; true needs one.",
     )
+    cuda_graph_max_cell_tokens: int = Field(
+        default=64 * 256,
+        ge=64,
+        description="Largest (texts x tokens) bucket captured as a CUDA graph; larger batches run eagerly. The "
+        "graphs' memory pool is sized by the largest cell and held while the service runs (the default covers "
+        "MiniLM's 64 texts x 256 tokens).",
+    )
     workers: int = Field(default=1, ge=1, description="BentoML worker processes of this service.")
     max_concurrency: int = Field(default=256, ge=1, description="In-flight requests before 503.")
     timeout_s: int = Field(

@@ -1,6 +1,7 @@
 """services/embedding/cuda_graphs.py on a GPU: a replayed graph gives the vectors an eager pass gives, for
-every shape a batch takes (padded rows and tokens, truncation, past the largest bucket), and on two
-threads at once (the batcher's batches_in_flight).
+every shape a batch takes (padded rows and tokens, truncation), and on two threads at once (the batcher's
+batches_in_flight); a batch past the largest bucket or the cell budget runs eagerly, as the replay count
+shows.
 
 Run on the GPU machine only (marked `gpu`, deselected in CI):
     python3 -m pytest tests/gpu -m gpu -p no:cacheprovider
@@ -28,7 +29,7 @@ def cuda_minilm():
 
 @pytest.fixture(scope="module")
 def graphed(cuda_minilm) -> GraphedEncoder:
-    return GraphedEncoder(cuda_minilm, 64)
+    return GraphedEncoder(cuda_minilm, 64, 64 * 256)
 
 
 def _texts(count: int, seed: int) -> list[str]:
@@ -42,7 +43,9 @@ def test_a_replay_gives_the_eager_vectors(cuda_minilm, graphed: GraphedEncoder, 
     texts = _texts(count, count)
     if count == 3:
         texts.append("word " * 400)  # truncated at the model's 256 tokens: the largest token bucket
+    replays = graphed.replays
     np.testing.assert_allclose(graphed.encode(texts), encode_batch(cuda_minilm, texts), rtol=0, atol=ATOL)
+    assert graphed.replays == replays + (count <= 64)  # past the largest bucket: eager
 
 
 def test_every_bucket_is_captured(graphed: GraphedEncoder) -> None:
@@ -73,3 +76,12 @@ def test_two_threads_replaying_at_once_get_their_own_vectors(cuda_minilm, graphe
     for thread in threads:
         thread.join()
     assert not errors, errors[0]
+    assert graphed.replays >= 20 * 12
+
+
+def test_cells_past_the_budget_run_eagerly(cuda_minilm) -> None:
+    small = GraphedEncoder(cuda_minilm, 64, 8 * 64)  # texts x tokens <= 512: not 16 texts x 64 tokens
+    assert 0 < small.graph_count < 35
+    texts = _texts(16, 3)
+    np.testing.assert_allclose(small.encode(texts), encode_batch(cuda_minilm, texts), rtol=0, atol=ATOL)
+    assert small.replays == 0

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from services.settings import SettingsError, load_settings
+from services.settings.sections import EmbeddingSettings
 
 
 def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,3 +115,11 @@ def test_classic_process_defaults_follow_where_the_embedding_model_runs(
     assert settings.classic.worker_count(on_gpu) == workers
     assert settings.classic.batches_in_flight_for("text", True, on_gpu) == text_in_flight
     assert settings.classic.batches_in_flight_for("tabular", False, on_gpu) == tabular_in_flight
+
+
+def test_graphs_follow_the_device_and_true_needs_a_gpu() -> None:
+    assert EmbeddingSettings(device="cuda:0").uses_cuda_graphs()
+    assert not EmbeddingSettings(device="cuda:0", cuda_graphs=False).uses_cuda_graphs()
+    assert not EmbeddingSettings(device="cpu").uses_cuda_graphs()
+    with pytest.raises(ValidationError, match="cuda_graphs=true needs a cuda device"):
+        EmbeddingSettings(device="cpu", cuda_graphs=True)
