@@ -110,7 +110,9 @@ class EmbeddingSettings(Section):
     @model_validator(mode="after")
     def _graphs_need_a_gpu(self) -> EmbeddingSettings:
         if self.cuda_graphs and not self.on_gpu:
-            raise ValueError(f"cuda_graphs=true needs a cuda device, not device={self.device!r}")
+            raise ValueError(
+                f"INFSTACK_EMBEDDING__CUDA_GRAPHS=true needs a cuda device, not device={self.device!r}"
+            )
         return self
 
     def uses_cuda_graphs(self) -> bool:

@@ -47,6 +47,11 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
             "[0,10,10]",
             "INFSTACK_PROCESS__GC_THRESHOLDS: Value error, gen0",
         ),
+        (  # a check across fields names the section; its message names the variable
+            "INFSTACK_EMBEDDING__CUDA_GRAPHS",
+            "true",
+            "INFSTACK_EMBEDDING: Value error, INFSTACK_EMBEDDING__CUDA_GRAPHS=true needs a cuda device, not device='cpu'",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -121,5 +126,5 @@ def test_graphs_follow_the_device_and_true_needs_a_gpu() -> None:
     assert EmbeddingSettings(device="cuda:0").uses_cuda_graphs()
     assert not EmbeddingSettings(device="cuda:0", cuda_graphs=False).uses_cuda_graphs()
     assert not EmbeddingSettings(device="cpu").uses_cuda_graphs()
-    with pytest.raises(ValidationError, match="cuda_graphs=true needs a cuda device"):
+    with pytest.raises(ValidationError, match="INFSTACK_EMBEDDING__CUDA_GRAPHS=true needs a cuda device"):
         EmbeddingSettings(device="cpu", cuda_graphs=True)
