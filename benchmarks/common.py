@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import numpy as np
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,6 +88,11 @@ def command_line(scenario: str, argv: Sequence[str] | None = None) -> list[str]:
     """How a run was started, as ``python -m benchmarks <scenario> ...`` (the report prints it): ``argv``
     as given to the scenario's main(), else the process's own arguments."""
     return ["python", "-m", "benchmarks", scenario, *(sys.argv[1:] if argv is None else argv)]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (vectors of two stacks or paths)."""
+    return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b, strict=True)]
 
 
 def run_metadata(benchmark: str, packages: Iterable[str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import BarPanel, command_line, run_metadata, save_bar_panels, write_result
+from benchmarks.common import BarPanel, command_line, cosines, run_metadata, save_bar_panels, write_result
 from benchmarks.embedding_load import sentences
 
 
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     for count in args.texts:
         batches = [sentences(count, rng, seen) for _ in range(args.passes)]
         eager, graphs = encode_batch(model, batches[0]), graphed.encode(batches[0])
-        cosine = float(np.min(np.sum(eager * graphs, axis=1) / (
-            np.linalg.norm(eager, axis=1) * np.linalg.norm(graphs, axis=1))))  # fmt: skip
+        cosine = min(cosines(eager, graphs))
         runs: dict[str, list[dict[str, float]]] = {"eager": [], "graphs": []}
         for _ in range(2):  # alternated, so neither side alone meets a slow moment of the host
             runs["eager"].append(_per_pass(lambda batch: encode_batch(model, batch), batches))

@@ -37,6 +37,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     CpuMeter,
     command_line,
+    cosines,
     named_changes,
     run_metadata,
     wait_for_quiet,
@@ -154,10 +155,6 @@ async def _vectors(url: str, texts: list[str]) -> np.ndarray:
     )
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> list[float]:
-    return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b, strict=True)]
-
-
 def infinity_server(python: str, model_dir: str, log_path: Path, device: str) -> PeerServer:
     argv = [python, "-m", "infinity_emb.cli", "v2", "--model-id", model_dir, "--engine", "torch", "--device",
             device, "--batch-size", "64", "--url-prefix", "/v1", "--no-model-warmup"]  # fmt: skip
@@ -238,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         "client": "aiohttp closed loop in the benchmark process, unique ~68-character texts, float answers",
         # every server of ours (variants, the gateway) against infinity-emb's vectors of the same 20 texts
         "same_vectors_min_cosine": min(
-            c for name in check if name != "infinity" for c in _cosines(check[name], check["infinity"])
+            c for name in check if name != "infinity" for c in cosines(check[name], check["infinity"])
         )
         if "infinity" in check and len(check) > 1
         else None,

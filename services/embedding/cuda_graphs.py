@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.embedding.model import forward_pass, max_tokens, tokenized
+from services.embedding.model import forward_pass, max_tokens, on_device, tokenized
 
 if TYPE_CHECKING:
     import numpy as np
@@ -138,7 +138,7 @@ class GraphedEncoder:
         import torch
 
         rows, tokens = features["input_ids"].shape
-        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+        inputs = on_device(features, self.device)
         # the model's device, not the current one: torch.cuda.graph captures on a stream of the current device
         with torch.cuda.device(self.device), torch.inference_mode():
             side = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
@@ -75,11 +76,18 @@ def forward_pass(model: SentenceTransformer, features: dict[str, Any]) -> np.nda
     """The float32 sentence vectors of one forward pass over ``features`` (moved to the model's device)."""
     import torch
 
-    device = model.device
-    on_device = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
     with torch.inference_mode():
-        vectors: np.ndarray = model(on_device)["sentence_embedding"].float().cpu().numpy()
+        vectors: np.ndarray = (
+            model(on_device(features, model.device))["sentence_embedding"].float().cpu().numpy()
+        )
     return vectors
+
+
+def on_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """``features`` with their tensors moved to ``device`` (other entries, e.g. ``modality``, as they are)."""
+    import torch
+
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
 
 def max_tokens(model: SentenceTransformer) -> int:
