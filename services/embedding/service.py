@@ -33,6 +33,7 @@ from services.embedding.model import (
     max_tokens,
     shares_cores_with_engine,
 )
+from services.embedding.onnx_pass import onnx_or_torch
 from services.embedding.openai_api import embeddings_route
 from services.embedding.schemas import EmbedResponse, EncodingFormat, Texts
 from services.gc_tuning import settle_gc_on_start
@@ -82,7 +83,15 @@ class EmbeddingCache:
             else None
         )
         self.cuda_graphs = graphed.graph_count if graphed else 0
-        self.encode_pass = graphed.encode if graphed else partial(encode_batch, self.model)
+        onnx = (
+            onnx_or_torch(self.model, spin=not beside_engine, required=CONFIG.runtime == "onnx")
+            if CONFIG.uses_onnx()
+            else None
+        )
+        self.runtime = "onnx" if onnx else "torch"
+        self.encode_pass = (
+            graphed.encode if graphed else onnx.encode if onnx else partial(encode_batch, self.model)
+        )
         self.token_counter = TokenCounter(self.model)
         self.store = WriteBehindStore(open_store(SETTINGS.cache, cache="embedding"))
         self.embedder = CachedEmbedder(
@@ -139,12 +148,14 @@ class EmbeddingCache:
 
     @bentoml.api
     def info(self) -> dict[str, object]:
-        """Model, dimension, store backend and whether it answers, CUDA graphs captured: the readiness view."""
+        """Model, dimension, store backend and whether it answers, what runs the pass (torch or onnx) and
+        the CUDA graphs captured: the readiness view."""
         return {
             "model": self.model_id,
             "dimension": self.dimension,
             "cache_backend": self.store.backend,
             "cache_backend_up": self.store.ping(),
+            "runtime": self.runtime,
             "cuda_graphs": self.cuda_graphs,
         }
 

@@ -1,7 +1,7 @@
 """Every knob of every service, read once from the environment.
 
 ``Settings`` below is the only reader of ``os.environ`` for configuration; its sections live in
-``llm.py`` (the engine and the proxy) and ``sections.py`` (everything else). Variables use the prefix
+``llm.py`` (the engine and the proxy), ``embedding.py`` and ``sections.py`` (everything else). Variables use the prefix
 ``INFSTACK_`` and ``__`` between levels: ``INFSTACK_CACHE__BACKEND=redis``,
 ``INFSTACK_EMBEDDING__MAX_BATCH_SIZE=32``. A typo in a value fails at start-up with the variable's
 name and the allowed values; unknown ``INFSTACK_`` variables are rejected too (``extra="forbid"``),
@@ -15,13 +15,12 @@ import functools
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.settings.embedding import CPU_PADDED_CHARS_PER_PASS, EmbeddingSettings
 from services.settings.llm import KV_CACHE_DTYPES, LLMSettings
 from services.settings.sections import (
-    CPU_PADDED_CHARS_PER_PASS,
     CacheSettings,
     ClassicBase,
     ClassicSettings,
-    EmbeddingSettings,
     GatewaySettings,
     ProcessSettings,
 )

@@ -155,7 +155,8 @@ def test_info_reports_model_and_backend(embedding_server) -> None:
         "dimension": 384,
         "cache_backend": "disk",
         "cache_backend_up": True,
-        "cuda_graphs": 0,  # cpu: eager passes
+        "runtime": "onnx",  # the cpu default: ONNX Runtime, checked against torch at start
+        "cuda_graphs": 0,
     }
 
 

@@ -316,7 +316,8 @@ def test_status_shows_every_dependency_ready_with_details(gateway: str, classic_
     assert set(view) == {"llm", "embeddings", "classic"}
     assert all(dependency["ready"] is True for dependency in view.values()), view
     assert view["embeddings"] == {"ready": True, "model": "all-MiniLM-L6-v2", "dimension": 384,
-                                  "cache_backend": "disk", "cache_backend_up": True, "cuda_graphs": 0}  # fmt: skip
+                                  "cache_backend": "disk", "cache_backend_up": True, "runtime": "onnx",
+                                  "cuda_graphs": 0}  # fmt: skip
     assert view["classic"]["text"]["tag"] == str(classic_models["text"].tag)
     assert view["classic"]["tabular"]["tag"] == str(classic_models["tabular"].tag)
     assert view["classic"]["tabular"]["class_names"] == ["malignant", "benign"]

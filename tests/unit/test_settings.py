@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.settings import SettingsError, load_settings
-from services.settings.sections import EmbeddingSettings
+from services.settings.embedding import EmbeddingSettings
 
 
 def test_defaults_are_the_embedded_ones(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,6 +40,11 @@ def test_nested_variables_override(monkeypatch: pytest.MonkeyPatch) -> None:
             "INFSTACK_CLASSIC__TABULAR_MAX_BATCH_SIZE: Input should be",
         ),
         ("INFSTACK_EMBEDDING__MAX_BATCH_SIZE", "0", "INFSTACK_EMBEDDING__MAX_BATCH_SIZE: Input should be"),
+        (
+            "INFSTACK_EMBEDDING__RUNTIME",
+            "tensorrt",
+            "INFSTACK_EMBEDDING__RUNTIME: Input should be 'torch' or 'onnx'",
+        ),
         ("INFSTACK_CLASSIC__MAX_ROWS", "0", "INFSTACK_CLASSIC__MAX_ROWS: Input should be greater"),
         ("INFSTACK_CLASSIC__MAX_LATENCY_MS", "5", "INFSTACK_CLASSIC__MAX_LATENCY_MS: Extra inputs"),
         (
@@ -128,3 +133,11 @@ def test_graphs_follow_the_device_and_true_needs_a_gpu() -> None:
     assert not EmbeddingSettings(device="cpu").uses_cuda_graphs()
     with pytest.raises(ValidationError, match="INFSTACK_EMBEDDING__CUDA_GRAPHS=true needs a cuda device"):
         EmbeddingSettings(device="cpu", cuda_graphs=True)
+
+
+def test_onnx_runs_on_the_cpu_by_default_and_only_there() -> None:
+    assert EmbeddingSettings(device="cpu").uses_onnx()
+    assert not EmbeddingSettings(device="cpu", runtime="torch").uses_onnx()
+    assert not EmbeddingSettings(device="cuda:0").uses_onnx()  # torch, with CUDA graphs
+    with pytest.raises(ValidationError, match="INFSTACK_EMBEDDING__RUNTIME=onnx runs on the cpu device"):
+        EmbeddingSettings(device="cuda", runtime="onnx")

@@ -1,0 +1,142 @@
+"""The embedding model's forward pass through ONNX Runtime, on the CPU.
+
+Why: on the 2-core CPU a one-text MiniLM pass in torch took 10.9 ms, mostly Python and operator dispatch
+around little arithmetic; the same graph in ONNX Runtime took 4.0 ms (2 texts 19.1 -> 10.6 ms, 4 texts
+27.4 -> 20.8 ms; from 8 texts on the arithmetic bounds both, 1.0-1.2x), with vectors equal to 2e-7
+(benchmarks/results/embedding_passes_cpu_dec06onnx.json). Text classification at one and eight clients was
+bound by that pass there (benchmarks/results/README.md).
+
+The model is exported at start (``torch.onnx.export``'s tracing exporter, a second or two), from the
+loaded sentence-transformers pipeline itself: pooling and any normalisation are inside the graph, and
+no file is written. The trace is checked against torch on batches of other shapes before it serves.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+from services.embedding.model import forward_pass, tokenized
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
+CHECK_ATOL = 1e-4  # ONNX Runtime vs torch at start: MiniLM agreed to ~2e-7 for 1..64 texts (tests/unit)
+OPSET = 17
+EXPORT_TEXTS = ["an export sample", "a longer export sample, so that texts and tokens both vary"]
+CHECK_TEXTS = [  # shapes the export did not see: 1 text, 3 texts of other lengths
+    ["the ONNX pass is checked against torch before it serves"],
+    ["short", "a third shape of batch for the check, of a length all its own", "x " * 40],
+]
+
+
+class NotExportable(RuntimeError):
+    """The model's pass cannot be served from ONNX Runtime: the caller keeps torch passes."""
+
+
+def _pipeline(model: SentenceTransformer, names: list[str], constants: dict[str, Any]) -> torch.nn.Module:
+    """The model as a module of positional tensors (what the exporter traces), constants put back."""
+    import torch
+
+    class Pipeline(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            output: torch.Tensor = self.model({**dict(zip(names, tensors, strict=True)), **constants})[
+                "sentence_embedding"
+            ]
+            return output
+
+    return Pipeline().eval()
+
+
+def exported(model: SentenceTransformer) -> tuple[bytes, list[str], dict[str, Any]]:
+    """The model's pass as ONNX bytes, the names of its tensor inputs, and the features' constants."""
+    import torch
+
+    sample = tokenized(model, EXPORT_TEXTS)
+    names = [name for name, value in sample.items() if isinstance(value, torch.Tensor)]
+    if "input_ids" not in names or any(sample[name].dim() != 2 for name in names):
+        raise NotExportable(f"features other than texts x tokens tensors: {sorted(sample)}")
+    constants = {name: value for name, value in sample.items() if name not in names}
+    axes = {name: {0: "texts", 1: "tokens"} for name in names}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # the tracer warns on every shape-dependent Python branch
+        torch.onnx.export(
+            _pipeline(model, names, constants), tuple(sample[name] for name in names), buffer,  # type: ignore[arg-type]  # the tracing exporter writes to a file object too
+            input_names=names, output_names=["sentence_embedding"],
+            dynamic_axes={**axes, "sentence_embedding": {0: "texts"}}, opset_version=OPSET, dynamo=False,
+        )  # fmt: skip
+    return buffer.getvalue(), names, constants
+
+
+class OnnxEncoder:
+    """``encode(texts)`` gives what ``encode_batch`` gives, from an ONNX Runtime session.
+
+    The session's intra-op threads are the worker's torch threads (BentoML sizes those from the service's
+    CPU resources). ``spin``: whether idle threads spin for work, ONNX Runtime's default; off
+    beside a CPU vLLM engine, for the reason ``load_sentence_model`` sets passive OpenMP waits there.
+    A session runs calls from several threads at once (the batcher's ``batches_in_flight``).
+    """
+
+    def __init__(self, model: SentenceTransformer, spin: bool = True) -> None:
+        import onnxruntime
+        import torch
+
+        self.model = model
+        threads = torch.get_num_threads()
+        started = time.perf_counter()
+        graph, self.names, self.constants = exported(model)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._check_against_torch()
+        log.info(
+            "embedding model: ONNX Runtime %s, exported and checked in %.1f s (%d threads, spinning %s)",
+            onnxruntime.__version__, time.perf_counter() - started, threads, "on" if spin else "off",
+        )  # fmt: skip
+
+    def _check_against_torch(self) -> None:
+        """A trace keeps the branches its sample took: batches of other shapes are compared first."""
+        for texts in CHECK_TEXTS:
+            features = tokenized(self.model, texts)
+            difference = float(abs(self.run(features) - forward_pass(self.model, features)).max())
+            if not difference <= CHECK_ATOL:
+                raise NotExportable(
+                    f"ONNX Runtime differs from torch by {difference:.2g} on {len(texts)} texts"
+                )
+
+    def run(self, features: dict[str, Any]) -> np.ndarray:
+        """The float32 vectors of one pass over tokenized ``features``."""
+        if any(features.get(name) != value for name, value in self.constants.items()):
+            return forward_pass(self.model, features)  # a constant the trace did not bake in
+        feeds = {name: features[name].numpy() for name in self.names}
+        vectors: np.ndarray = self.session.run(None, feeds)[0]
+        return vectors
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """One pass over ``texts``: their float32 vectors, in order."""
+        return self.run(tokenized(self.model, texts))
+
+
+def onnx_or_torch(model: SentenceTransformer, spin: bool, required: bool) -> OnnxEncoder | None:
+    """An OnnxEncoder, or None (the reason logged) where the model cannot be exported or checked;
+    ``required`` (INFSTACK_EMBEDDING__RUNTIME=onnx set) raises instead."""
+    try:
+        return OnnxEncoder(model, spin)
+    except Exception as exc:  # NotExportable; the exporter's errors; onnxruntime or onnx missing
+        if required:
+            raise RuntimeError(f"INFSTACK_EMBEDDING__RUNTIME=onnx: {exc}") from exc
+        log.warning("embedding model: ONNX Runtime off, torch passes (%s)", exc)
+        return None
