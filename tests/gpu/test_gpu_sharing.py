@@ -61,6 +61,7 @@ def test_cuda_0_shares_the_gpu_with_the_llm(session_dir: Path, classic_models: d
         status = httpx.get(f"{server.url}/status", timeout=30).json()
         texts_buckets = len(buckets(int(env["INFSTACK_EMBEDDING__MAX_BATCH_SIZE"])))  # 1, 2, 4, 8 here
         assert status["embeddings"]["cuda_graphs"] == texts_buckets * 5  # x tokens 16..256 (MiniLM)
+        assert status["embeddings"]["runtime"] == "torch"  # ONNX Runtime is the cpu default only
         completion = httpx.post(f"{server.url}/v1/completions", timeout=120,
                                 json={"prompt": "a b", "max_tokens": 4, "temperature": 0, "ignore_eos": True})  # fmt: skip
         assert completion.status_code == 200, completion.text
