@@ -83,11 +83,15 @@ class EmbeddingCache:
             else None
         )
         self.cuda_graphs = graphed.graph_count if graphed else 0
-        onnx = (
-            onnx_or_torch(self.model, spin=not beside_engine, required=CONFIG.runtime == "onnx")
-            if CONFIG.uses_onnx()
-            else None
-        )
+        try:
+            onnx = (
+                onnx_or_torch(self.model, spin=not beside_engine, required=CONFIG.runtime == "onnx")
+                if CONFIG.uses_onnx()
+                else None
+            )
+        except RuntimeError as exc:  # asked for onnx: a worker restarted would fail the same way forever
+            stop_server(str(exc))
+            raise
         self.runtime = "onnx" if onnx else "torch"
         self.encode_pass = (
             graphed.encode if graphed else onnx.encode if onnx else partial(encode_batch, self.model)

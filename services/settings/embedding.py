@@ -62,8 +62,10 @@ class EmbeddingSettings(Section):
     runtime: Literal["torch", "onnx"] | None = Field(
         default=None,
         description="What runs the model's forward pass: torch, or ONNX Runtime (the model exported to ONNX "
-        "at start, services/embedding/onnx_pass.py; cpu only). None: onnx on cpu (a one-text pass 10.9 -> "
-        "4.0 ms, 2-core CPU, benchmarks/results/embedding_passes_cpu_dec06onnx.json), torch on a GPU (CUDA graphs).",
+        "at start and checked against torch, services/embedding/onnx_pass.py; device cpu only). None: onnx "
+        "on cpu (a one-text pass 10.9 -> 4.0 ms, 2-core CPU, benchmarks/results/embedding_passes_cpu_dec06onnx"
+        ".json), falling back to torch with the reason logged where the export or its check fails; torch on a "
+        "GPU (CUDA graphs). onnx set explicitly stops the service instead of falling back.",
     )
     cuda_graphs: bool | None = Field(
         default=None,
