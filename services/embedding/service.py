@@ -85,7 +85,9 @@ class EmbeddingCache:
         self.cuda_graphs = graphed.graph_count if graphed else 0
         try:
             onnx = (
-                onnx_or_torch(self.model, spin=not beside_engine, required=CONFIG.runtime == "onnx")
+                onnx_or_torch(
+                    self.model, spin=CONFIG.onnx_spins(beside_engine), required=CONFIG.runtime == "onnx"
+                )
                 if CONFIG.uses_onnx()
                 else None
             )

@@ -67,6 +67,13 @@ class EmbeddingSettings(Section):
         ".json), falling back to torch with the reason logged where the export or its check fails; torch on a "
         "GPU (CUDA graphs). onnx set explicitly stops the service instead of falling back.",
     )
+    onnx_spin: bool | None = Field(
+        default=None,
+        description="Whether ONNX Runtime's idle threads spin for work between passes (its own default) "
+        "instead of sleeping. None: spin, except beside a CPU vLLM engine, whose cores they would take. "
+        "ClassicML text at 1 / 8 / 64 clients measured within noise either way on 2 cores "
+        "(benchmarks/results/classic_onnx_spin_cpu_dec06.json).",
+    )
     cuda_graphs: bool | None = Field(
         default=None,
         description="Replay the model's forward pass as CUDA graphs, one captured per (texts, tokens) bucket "
@@ -110,6 +117,10 @@ class EmbeddingSettings(Section):
     def uses_onnx(self) -> bool:
         """``runtime`` as set, or its default for ``device``."""
         return self.device == "cpu" if self.runtime is None else self.runtime == "onnx"
+
+    def onnx_spins(self, beside_cpu_engine: bool) -> bool:
+        """``onnx_spin`` as set, or its default for where the service runs."""
+        return not beside_cpu_engine if self.onnx_spin is None else self.onnx_spin
 
     def uses_cuda_graphs(self) -> bool:
         """``cuda_graphs`` as set, or its default for ``device``."""

@@ -141,3 +141,10 @@ def test_onnx_runs_on_the_cpu_by_default_and_only_there() -> None:
     assert not EmbeddingSettings(device="cuda:0").uses_onnx()  # torch, with CUDA graphs
     with pytest.raises(ValidationError, match="INFSTACK_EMBEDDING__RUNTIME=onnx runs on the cpu device"):
         EmbeddingSettings(device="cuda", runtime="onnx")
+
+
+def test_onnx_threads_spin_unless_a_cpu_engine_shares_the_cores_or_the_operator_says() -> None:
+    assert EmbeddingSettings().onnx_spins(beside_cpu_engine=False)
+    assert not EmbeddingSettings().onnx_spins(beside_cpu_engine=True)
+    assert EmbeddingSettings(onnx_spin=True).onnx_spins(beside_cpu_engine=True)
+    assert not EmbeddingSettings(onnx_spin=False).onnx_spins(beside_cpu_engine=False)
