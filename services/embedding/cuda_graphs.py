@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from services.embedding.model import forward_pass, max_tokens, on_device, tokenized
+from services.embedding.model import FeatureLayout, forward_pass, max_tokens, on_device, tokenized
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,11 +110,7 @@ class GraphedEncoder:
         self.replays = 0  # passes served from a graph (the GPU tests read it)
         self._lock = threading.Lock()
         template = tokenized(model, ["a text the graphs are captured with"])
-        tensors = {name for name, value in template.items() if isinstance(value, torch.Tensor)}
-        if "input_ids" not in tensors or any(template[name].dim() != 2 for name in tensors):
-            raise NotCapturable(f"features other than texts x tokens tensors: {sorted(template)}")
-        self._constants = {name: value for name, value in template.items() if name not in tensors}
-        self._keys = frozenset(template)
+        self.layout = FeatureLayout.of(template)  # a replay takes its constants as captured
         pool = torch.cuda.graph_pool_handle()
         started, reserved = time.perf_counter(), torch.cuda.memory_reserved(self.device)
         self._graphs = {
@@ -174,7 +170,7 @@ class GraphedEncoder:
         texts_count, tokens = features["input_ids"].shape
         rows, width = bucket_for(texts_count, self.row_sizes), bucket_for(tokens, self.token_sizes)
         graph = self._graphs.get((rows or 0, width or 0))
-        if graph is None or not self._captured_alike(features):
+        if graph is None or not self.layout.matches(features):
             return forward_pass(self.model, features)
         grown = padded(features, graph.rows, graph.tokens, self.pad_id)
         with self._lock, torch.cuda.device(self.device), torch.inference_mode():
@@ -186,10 +182,6 @@ class GraphedEncoder:
             self.replays += 1
         return vectors
 
-    def _captured_alike(self, features: dict[str, Any]) -> bool:
-        """Whether ``features`` have the captured keys and constants (a graph replays those as captured)."""
-        return frozenset(features) == self._keys and all(features[k] == v for k, v in self._constants.items())
-
 
 def graphed_or_eager(
     model: SentenceTransformer, max_texts: int, max_cell_tokens: int
@@ -197,7 +189,9 @@ def graphed_or_eager(
     """A GraphedEncoder, or None (the reason logged) for a model whose pass cannot be captured."""
     try:
         return GraphedEncoder(model, max_texts, max_cell_tokens)
-    except RuntimeError as exc:  # NotCapturable; a host sync inside the forward; out of memory
+    except (
+        RuntimeError
+    ) as exc:  # NotCapturable, UnsupportedFeatures; a host sync inside the forward; out of memory
         import torch
 
         torch.cuda.empty_cache()  # what a partial capture reserved

@@ -7,6 +7,7 @@ Bento imports this module through the service classes, and only the embedding wo
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -88,6 +89,36 @@ def on_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
     import torch
 
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+
+class UnsupportedFeatures(RuntimeError):
+    """Features other than texts x tokens tensors (and constants): no fixed-shape pass (a CUDA graph, an
+    ONNX trace) can be made of them; the caller keeps torch's own pass."""
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """The features a captured graph or an exported trace was made from: its texts x tokens tensors by
+    name, and the constants (sentence-transformers' ``modality``) it took as they were. Features of any
+    other layout must run in torch."""
+
+    tensors: tuple[str, ...]
+    constants: dict[str, Any]
+
+    @classmethod
+    def of(cls, sample: dict[str, Any]) -> FeatureLayout:
+        import torch
+
+        tensors = tuple(name for name, value in sample.items() if isinstance(value, torch.Tensor))
+        if "input_ids" not in tensors or any(sample[name].dim() != 2 for name in tensors):
+            raise UnsupportedFeatures(f"features other than texts x tokens tensors: {sorted(sample)}")
+        return cls(tensors, {name: value for name, value in sample.items() if name not in tensors})
+
+    def matches(self, features: dict[str, Any]) -> bool:
+        """Whether ``features`` have the sample's keys and constants."""
+        return features.keys() == {*self.tensors, *self.constants} and all(
+            features[name] == value for name, value in self.constants.items()
+        )
 
 
 def max_tokens(model: SentenceTransformer) -> int:

@@ -19,7 +19,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from services.embedding.model import forward_pass, max_tokens, tokenized
+from services.embedding.model import FeatureLayout, forward_pass, max_tokens, tokenized
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,7 +48,7 @@ class NotExportable(RuntimeError):
     """The model's pass cannot be served from ONNX Runtime: the caller keeps torch passes."""
 
 
-def _pipeline(model: SentenceTransformer, names: list[str], constants: dict[str, Any]) -> torch.nn.Module:
+def _pipeline(model: SentenceTransformer, layout: FeatureLayout) -> torch.nn.Module:
     """The model as a module of positional tensors (what the exporter traces), constants put back."""
     import torch
 
@@ -58,39 +58,36 @@ def _pipeline(model: SentenceTransformer, names: list[str], constants: dict[str,
             self.model = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            output: torch.Tensor = self.model({**dict(zip(names, tensors, strict=True)), **constants})[
-                "sentence_embedding"
-            ]
+            features = {**dict(zip(layout.tensors, tensors, strict=True)), **layout.constants}
+            output: torch.Tensor = self.model(features)["sentence_embedding"]
             return output
 
     return Pipeline().eval()
 
 
-def exported(model: SentenceTransformer) -> tuple[bytes, list[str], dict[str, Any], int]:
-    """The model's pass as ONNX bytes, the names of its tensor inputs, the features' constants, and how
-    many shape-dependent Python branches the tracer fixed (its TracerWarnings; the start check covers them)."""
+def exported(model: SentenceTransformer) -> tuple[bytes, FeatureLayout, int]:
+    """The model's pass as ONNX bytes, the features it was traced from, and how many shape-dependent
+    Python branches the tracer fixed (its TracerWarnings; the start check covers them)."""
     import torch
 
     sample = tokenized(model, EXPORT_TEXTS)
-    names = [name for name, value in sample.items() if isinstance(value, torch.Tensor)]
-    if "input_ids" not in names or any(sample[name].dim() != 2 for name in names):
-        raise NotExportable(f"features other than texts x tokens tensors: {sorted(sample)}")
+    layout = FeatureLayout.of(sample)
+    names = list(layout.tensors)
     if "attention_mask" in names and bool(sample["attention_mask"].all()):
         # transformers drops an all-ones mask in Python (SDPA), though not while tracing in the versions
         # seen; a trace taken without padding could ignore the padding of every later batch.
         raise NotExportable("the export sample has no padding")
-    constants = {name: value for name, value in sample.items() if name not in names}
     axes = {name: {0: "texts", 1: "tokens"} for name in names}
     buffer = io.BytesIO()
     with warnings.catch_warnings(record=True) as caught, torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("always")
         torch.onnx.export(
-            _pipeline(model, names, constants), tuple(sample[name] for name in names), buffer,  # type: ignore[arg-type]  # the tracing exporter writes to a file object too
+            _pipeline(model, layout), tuple(sample[name] for name in names), buffer,  # type: ignore[arg-type]  # the tracing exporter writes to a file object too
             input_names=names, output_names=["sentence_embedding"],
             dynamic_axes={**axes, "sentence_embedding": {0: "texts"}}, opset_version=OPSET, dynamo=False,
         )  # fmt: skip
     fixed = {str(w.message) for w in caught if w.category.__name__ == "TracerWarning"}
-    return buffer.getvalue(), names, constants, len(fixed)
+    return buffer.getvalue(), layout, len(fixed)
 
 
 class OnnxEncoder:
@@ -109,8 +106,7 @@ class OnnxEncoder:
         self.model = model
         threads = torch.get_num_threads()
         started = time.perf_counter()
-        graph, names, self.constants, fixed_branches = exported(model)
-        self.keys = frozenset(names) | frozenset(self.constants)
+        graph, self.layout, fixed_branches = exported(model)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -139,7 +135,7 @@ class OnnxEncoder:
 
     def run(self, features: dict[str, Any]) -> np.ndarray:
         """The float32 vectors of one pass over tokenized ``features``."""
-        if frozenset(features) != self.keys or any(features[k] != v for k, v in self.constants.items()):
+        if not self.layout.matches(features):
             return forward_pass(self.model, features)  # features the trace was not taken with
         feeds = {name: features[name].numpy() for name in self.inputs}
         vectors: np.ndarray = self.session.run(None, feeds)[0]
@@ -155,7 +151,7 @@ def onnx_or_torch(model: SentenceTransformer, spin: bool, required: bool) -> Onn
     ``required`` (INFSTACK_EMBEDDING__RUNTIME=onnx set) raises instead."""
     try:
         return OnnxEncoder(model, spin)
-    except Exception as exc:  # NotExportable; the exporter's errors; onnxruntime or onnx missing
+    except Exception as exc:  # NotExportable, UnsupportedFeatures; the exporter's errors; onnxruntime missing
         if required:
             raise RuntimeError(f"INFSTACK_EMBEDDING__RUNTIME=onnx: {exc}") from exc
         log.warning("embedding model: ONNX Runtime off, torch passes (%s)", exc)

@@ -1,7 +1,7 @@
 """services/embedding/model.py with the real packaged MiniLM: one forward pass gives what
 sentence-transformers' ``encode`` gives; token counting (OpenAI ``usage``) while the model encodes on
 another thread breaks neither (a shared fast tokenizer's padding state did, under concurrent clients);
-length groups."""
+length groups; the feature layout fixed-shape passes (CUDA graphs, ONNX) are made from."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
-from services.embedding.model import TokenCounter, encode_batch
+from services.embedding.model import FeatureLayout, TokenCounter, UnsupportedFeatures, encode_batch, tokenized
 
 TEXTS = [("word " * n).strip() for n in (1, 7, 3, 19, 2, 11, 5, 23)]
 
@@ -100,3 +101,17 @@ def test_threads_wait_passively_only_beside_a_cpu_engine() -> None:
     assert not shares_cores_with_engine("file:///tmp/llm.sock", gpus=1)  # the engine is on the GPU
     assert not shares_cores_with_engine(None, gpus=0)  # the embedding service served without the LLM
     assert not shares_cores_with_engine("http://llm:3000", gpus=0)  # the LLM on another pod
+
+
+def test_a_fixed_shape_pass_takes_only_features_of_its_sample_s_layout(minilm) -> None:
+    layout = FeatureLayout.of(tokenized(minilm, ["a sample"]))
+    assert set(layout.tensors) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert layout.matches(tokenized(minilm, ["another text", "of other lengths entirely"]))
+    unlike = tokenized(minilm, ["a text"])
+    assert not layout.matches({k: v for k, v in unlike.items() if k != "token_type_ids"})
+    if layout.constants:  # sentence-transformers 6 adds modality "text"
+        assert not layout.matches(unlike | dict.fromkeys(layout.constants, "image"))
+    with pytest.raises(
+        UnsupportedFeatures, match=r"features other than texts x tokens tensors: \['pixels'\]"
+    ):
+        FeatureLayout.of({"pixels": [0.0]})
